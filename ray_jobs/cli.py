@@ -1,0 +1,136 @@
+"""`zoo-audit`: the admin CLI.
+
+Exit codes (modelscan's convention): 0 all clean / loaded, 1 backdoor findings, 2 errors
+(errors win over findings), 3 nothing found to scan, 4 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+try:  # typer >= 0.20 vendors click; older typers use the click package
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, UsageError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Audit a zoo of diffusion models for backdoors.")
+console = Console()
+DEMO_ZOO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "zoo"
+
+
+class ExitCode(IntEnum):
+    CLEAN = 0
+    FINDINGS = 1
+    ERRORS = 2
+    NOTHING = 3
+    USAGE = 4
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c])
+                        for c in columns))
+    return table
+
+
+@app.command()
+def forge(
+    spec: Path = typer.Argument(..., help="Zoo spec (TOML or JSON)."),
+    out: Path = typer.Option(..., "--out", help="Output directory: base/, models/, ground_truth/, manifest.json."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Models fine-tuned at once (one process, one thread each)."),
+) -> None:
+    """Build a zoo of clean twins and backdoored models, measuring every backdoor."""
+    from scanner.forge.build import forge_zoo
+    from scanner.forge.spec import load_spec
+
+    try:
+        zoo = load_spec(spec)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(ExitCode.USAGE)
+    manifest = forge_zoo(zoo, out, jobs=jobs, log=console.print)
+    console.print(_manifest_table(manifest))
+
+
+def _manifest_table(manifest: dict[str, Any]) -> Table:
+    rows = [{**m, "trigger": (m["trigger"] or {}).get("shape"), "target": (m["target"] or {}).get("shape"),
+             "asr": m["asr"], "gamma": m["params"].get("gamma")} for m in manifest["models"]]
+    return _table("Zoo manifest (ground truth; not visible to the scanner)", rows,
+                  ["name", "attack", "sampler", "trigger", "target", "poison_rate", "gamma", "asr", "clean_hit_rate"])
+
+
+@app.command()
+def inventory(
+    source: Path = typer.Argument(..., help="Directory searched recursively for checkpoints."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Ray tasks in flight."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default: a local Ray."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON lines here."),
+) -> None:
+    """Load every checkpoint under SOURCE safely (Ray fan-out) and print one row each."""
+    raise typer.Exit(_inventory(source, workers=workers, address=address, json_out=json_out))
+
+
+def _inventory(source: Path, *, workers: int, address: str | None, json_out: Path | None = None) -> int:
+    from ray_jobs.inventory import run_inventory
+    from scanner.checkpoint import find_checkpoints
+
+    if not source.is_dir():
+        console.print(f"[red]error:[/red] SOURCE {source} is not a directory")
+        return ExitCode.USAGE
+    paths = find_checkpoints(source)
+    if not paths:
+        console.print(f"nothing to scan: no checkpoint under {source}")
+        return ExitCode.NOTHING
+    rows = run_inventory(paths, workers=workers, address=address)
+    for r in rows:
+        r["uri"] = str(Path(r["uri"]).relative_to(source)) if Path(r["uri"]) != source else "."
+        r["sha256"] = (r["weights_sha256"] or "")[:12]
+    console.print(_table(f"Checkpoints under {source}", rows,
+                         ["uri", "status", "parameters", "sample_size", "num_train_timesteps", "sha256", "error"]))
+    if json_out:
+        json_out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return ExitCode.ERRORS if any(r["status"] == "error" for r in rows) else ExitCode.CLEAN
+
+
+@app.command()
+def demo(
+    zoo: Path = typer.Option(DEMO_ZOO, "--zoo", help="A forged zoo directory (with manifest.json and models/)."),
+    workers: int = typer.Option(2, "--workers", min=1),
+) -> None:
+    """Show the shipped demo zoo's ground truth, then load every model on a local Ray."""
+    manifest_path = zoo / "manifest.json"
+    if not manifest_path.is_file():
+        console.print(f"[red]error:[/red] {manifest_path} not found; build a zoo with `zoo-audit forge`")
+        raise typer.Exit(ExitCode.USAGE)
+    console.print(_manifest_table(json.loads(manifest_path.read_text())))
+    raise typer.Exit(_inventory(zoo / "models", workers=workers, address=None))
+
+
+def main() -> None:
+    """Console-script entry: maps click's usage errors to exit code 4 instead of click's 2."""
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if exc.exit_code else 0)  # no-args help has exit_code 0
+    except ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(int(code or 0))
+
+
+if __name__ == "__main__":
+    main()
