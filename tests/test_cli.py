@@ -55,7 +55,7 @@ def test_inventory_of_good_models_exits_0(ray_local, pipeline_template, tmp_path
 
 
 def test_demo_shows_the_manifest_and_loads_every_model(ray_local, fixture_zoo, fixture_manifest):
-    result = CliRunner().invoke(app, ["demo", "--zoo", str(fixture_zoo)])
+    result = CliRunner().invoke(app, ["demo", "--zoo", str(fixture_zoo)], env={"COLUMNS": "200"})  # no folding
     assert result.exit_code == 0, result.output
     for m in fixture_manifest["models"]:
         assert m["name"] in result.output
