@@ -27,7 +27,7 @@ import scanner
 from scanner.forge.measure import HIT_MSE, hit_rate, measure_attack
 from scanner.forge.spec import BaseSpec, ModelSpec, ZooSpec
 from scanner.forge.train import TrainConfig, train_eps
-from scanner.sampling import CountingEps, NoiseSchedule
+from scanner.sampling import CountingEps, NoiseSchedule, ddpm_sample
 
 
 def spec_hash(obj: Any) -> str:
@@ -79,8 +79,6 @@ def clean_hit_rate(unet: torch.nn.Module, schedule: NoiseSchedule, targets: list
                    samples: int, seed: int) -> tuple[float, int]:
     """For a clean twin: the highest share of DDPM samples that hit any of the zoo's targets."""
     c, h = unet.config.in_channels, unet.config.sample_size
-    from scanner.sampling import ddpm_sample
-
     eps_model = CountingEps(unet)
     noise = torch.randn(samples, c, h, h, generator=torch.Generator().manual_seed(seed))
     images = ddpm_sample(eps_model, schedule, noise, generator=torch.Generator().manual_seed(seed + 1))
