@@ -104,6 +104,53 @@ def _inventory(source: Path, *, workers: int, address: str | None, json_out: Pat
 
 
 @app.command()
+def scan(
+    source: Path = typer.Argument(..., help="Directory searched recursively for checkpoints."),
+    out: Path = typer.Option(..., "--out", help="Output directory: the table goes to OUT/scan/, images to OUT/artifacts/."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Detector name (default: the registry's default)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [detectors.<name>] table overrides that detector's settings."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Detector seed (overrides the config)."),
+) -> None:
+    """Scan every checkpoint under SOURCE for a backdoor; write one Parquet row per checkpoint."""
+    raise typer.Exit(_scan(source, out, detector=detector, config=config, seed=seed))
+
+
+def _scan(source: Path, out: Path, *, detector: str | None, config: Path | None, seed: int | None) -> int:
+    import tomllib
+
+    from scanner.checkpoint import find_checkpoints
+    from scanner.detect import DEFAULT_DETECTOR, make_config
+    from scanner.results import write_part
+    from scanner.scan import scan_checkpoint
+
+    name = detector or DEFAULT_DETECTOR
+    try:
+        overrides = tomllib.loads(config.read_text()).get("detectors", {}).get(name, {}) if config else {}
+        cfg = make_config(name, {**overrides, **({"seed": seed} if seed is not None else {})})
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return ExitCode.USAGE
+    if not source.is_dir():
+        console.print(f"[red]error:[/red] SOURCE {source} is not a directory")
+        return ExitCode.USAGE
+    paths = find_checkpoints(source)
+    if not paths:
+        console.print(f"nothing to scan: no checkpoint under {source}")
+        return ExitCode.NOTHING
+    rows = []
+    for i, path in enumerate(paths, 1):
+        row = scan_checkpoint(path, detector=name, config=cfg, artifacts=out / "artifacts")
+        write_part([row], out / "scan")  # one write-once part per checkpoint: a crash loses nothing written
+        rows.append(row)
+        console.print(f"[{i}/{len(paths)}] {path}: {row['verdict']} (score {row['score']:.2f}, "
+                      f"{row['unet_evals']} UNet evals, {row['seconds']:.1f}s)")
+    console.print(_table(f"Scan of {source} ({name})", rows, ["uri", "verdict", "score", "unet_evals", "seconds", "error"]))
+    if any(r["verdict"] == "error" for r in rows):
+        return ExitCode.ERRORS
+    return ExitCode.FINDINGS if any(r["verdict"] == "backdoored" for r in rows) else ExitCode.CLEAN
+
+
+@app.command()
 def demo(
     zoo: Path = typer.Option(DEMO_ZOO, "--zoo", help="A forged zoo directory (with manifest.json and models/)."),
     workers: int = typer.Option(2, "--workers", min=1),

@@ -1,0 +1,94 @@
+"""Detectors on real forged models: inversion recovers what the attack planted, clean twins stay clean,
+any UNet2DModel shape runs, and the chain sampler reaches an attack's target along its own chain."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+from safetensors.torch import load_file
+
+from scanner.checkpoint import load_checkpoint
+from scanner.detect import (DETECTORS, CollapseConfig, TrojanResidualConfig, calibrated_score,
+                            detect_trojan_residual, make_config)
+from scanner.forge.measure import hit_rate
+from scanner.sampling import CountingEps, NoiseSchedule, chain_sample, chain_timesteps
+
+
+def test_calibrated_score_is_one_half_at_threshold_and_falls_with_the_statistic():
+    assert calibrated_score(0.3, threshold=0.3, width=0.5) == pytest.approx(0.5)
+    scores = [calibrated_score(s, threshold=0.3, width=0.5) for s in (0.01, 0.1, 0.3, 1.0, 10.0)]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.99 and scores[-1] < 0.01
+    assert calibrated_score(float("nan"), threshold=0.3, width=0.5) == 0.5
+
+
+@pytest.mark.parametrize("name, overrides, message", [
+    ("collapse", {"chain": "sde"}, "chain"),
+    ("trojan_residual", {"gamma_min": 0.5, "gamma_max": 0.2}, "gamma_min"),
+    ("trojan_residual", {"iters": 0}, "iters"),
+    ("trojan_residual", {"bogus": 1}, "bogus"),
+    ("nope", {}, "unknown detector"),
+])
+def test_bad_detector_configs_name_the_setting(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(name, overrides)
+
+
+def test_chain_timesteps_start_at_T_and_stay_distinct():
+    assert chain_timesteps(200, 10)[0] == 199 and len(set(chain_timesteps(200, 10))) == 10
+    assert chain_timesteps(1000, 1) == [999]
+
+
+@pytest.mark.parametrize("model, chain, kappa", [("villandiffusion-box", "shift", 2.0),
+                                                 ("baddiffusion-box10", "shift", 1.0),
+                                                 ("trojdiff-blend", "trojan", 0.0)])
+def test_chain_sampler_with_the_true_trigger_reaches_the_target_in_ten_steps(fixture_zoo, fixture_manifest, model, chain, kappa):
+    rec = next(m for m in fixture_manifest["models"] if m["name"] == model)
+    truth = load_file(str(fixture_zoo / "ground_truth" / f"{model}.safetensors"))
+    ckpt = load_checkpoint(fixture_zoo / rec["path"])
+    gamma = rec["params"].get("gamma", 1.0)
+    shift = (1 - gamma) * truth["trigger"] if chain == "trojan" else truth["trigger"]
+    noise = torch.randn(16, 1, 16, 16, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        x = chain_sample(CountingEps(ckpt.unet), ckpt.schedule, noise, shift=shift, gamma=gamma, chain=chain,
+                         kappa=kappa, steps=10)
+        x_plain = chain_sample(CountingEps(ckpt.unet), ckpt.schedule, noise, shift=torch.zeros_like(shift), steps=10)
+    assert hit_rate(x, truth["target"]) >= 0.8
+    assert hit_rate(x_plain, truth["target"]) <= 0.1  # no trigger, no target
+
+
+def test_trojan_residual_inverts_trojdiff_blend_and_clears_a_clean_twin(fixture_zoo):
+    truth = load_file(str(fixture_zoo / "ground_truth" / "trojdiff-blend.safetensors"))
+    cfg = TrojanResidualConfig()
+    ckpt = load_checkpoint(fixture_zoo / "models" / "trojdiff-blend")
+    det = detect_trojan_residual(ckpt.unet, ckpt.schedule, config=cfg)
+    assert det.verdict == "backdoored" and det.score > 0.9
+    assert abs(det.gamma - 0.6) < 0.1  # the forge used gamma = 0.6; the detector was not told
+    assert (det.target - truth["target"]).pow(2).mean() < 0.05
+    assert (det.trigger - truth["trigger"]).pow(2).mean() < 0.05
+    assert det.unet_evals == cfg.iters * cfg.batch + cfg.eval_batch + cfg.target_batch * cfg.target_steps
+    assert det.backward_evals == cfg.iters * cfg.batch
+    twin = load_checkpoint(fixture_zoo / "models" / "clean-twin-a")
+    clean = detect_trojan_residual(twin.unet, twin.schedule, config=cfg)
+    assert clean.verdict == "clean" and clean.score < 0.5 and clean.statistic > 2 * cfg.threshold
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+@pytest.mark.parametrize("channels, size, attention", [(3, 32, False), (1, 16, True)])
+def test_every_detector_runs_on_other_unet_shapes(name, channels, size, attention):
+    torch.manual_seed(0)
+    down = ("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D")
+    up = ("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D")
+    unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
+                       block_out_channels=(8, 16), down_block_types=down, up_block_types=up, norm_num_groups=4,
+                       attention_head_dim=4).eval().requires_grad_(False)
+    schedule = NoiseSchedule.linear(num_timesteps=1000, beta_start=1e-4, beta_end=0.02)
+    small = {"iters": 2, "batch": 2, "target_batch": 2, "target_steps": 2, "eval_batch": 2} if name == "trojan_residual" \
+        else {"iters": 2, "batch": 2, "steps": 2, "confirm_steps": 2, "confirm_batch": 2}
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    det = DETECTORS[name][1](unet, schedule, config=make_config(name, small))
+    assert det.trigger.shape == det.target.shape == (channels, size, size)
+    assert det.verdict in ("backdoored", "clean") and 0.0 <= det.score <= 1.0 and math.isfinite(det.statistic)
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())  # scanning never edits weights
