@@ -39,15 +39,16 @@ def ensure_zoo(zoo: Path) -> None:
                    check=True, cwd=ROOT)
 
 
-def inverted_asr(zoo: Path, rec: dict[str, Any], trigger: torch.Tensor, *, samples: int, seed: int) -> float:
+def inverted_asr(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], trigger: torch.Tensor, *,
+                 samples: int, seed: int) -> float:
     """ASR of `trigger` fed to the attacker's own sampler (its true gamma / DDIM steps)."""
     from scanner.checkpoint import load_checkpoint
     from scanner.forge.measure import hit_rate
-    from scanner.forge.spec import _model
+    from scanner.forge.spec import spec_from_dict
     from scanner.sampling import CountingEps
 
     ckpt = load_checkpoint(zoo / rec["path"])
-    spec = _model({k: rec[k] for k in ("name", "attack", "poison_rate", "trigger", "target", "params")} | {"steps": 1})
+    spec = next(m for m in spec_from_dict(manifest["spec"]).models if m.name == rec["name"])
     cfg = ckpt.unet.config
     attack = spec.build_attack(channels=cfg.in_channels, image_size=cfg.sample_size)
     attack.trigger, attack.mask = trigger, torch.ones_like(trigger[:1])
@@ -57,7 +58,8 @@ def inverted_asr(zoo: Path, rec: dict[str, Any], trigger: torch.Tensor, *, sampl
     return hit_rate(out, attack.target)
 
 
-def run_one(zoo: Path, rec: dict[str, Any], detector: str, samples: int, seed: int) -> dict[str, Any]:
+def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], detector: str, samples: int,
+            seed: int) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     from scanner.checkpoint import load_checkpoint
@@ -71,7 +73,7 @@ def run_one(zoo: Path, rec: dict[str, Any], detector: str, samples: int, seed: i
     if rec["backdoored"]:
         truth = load_file(str(zoo / "ground_truth" / f"{rec['name']}.safetensors"))
         row["target_mse"] = float((det.target - truth["target"]).pow(2).mean())
-        row["asr_inverted"] = inverted_asr(zoo, rec, det.trigger, samples=samples, seed=seed + 7)
+        row["asr_inverted"] = inverted_asr(zoo, manifest, rec, det.trigger, samples=samples, seed=seed + 7)
     return row
 
 
@@ -123,7 +125,7 @@ def main() -> None:
         ensure_zoo(args.zoo)
     manifest = json.loads((args.zoo / "manifest.json").read_text())
     detectors = args.detectors.split(",")
-    jobs = [(args.zoo, rec, d, args.samples, args.seed) for d in detectors for rec in manifest["models"]]
+    jobs = [(args.zoo, manifest, rec, d, args.samples, args.seed) for d in detectors for rec in manifest["models"]]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init) as pool:
         rows = list(pool.map(run_one, *zip(*jobs)))
     print(f"Zoo: {args.zoo} ({len(manifest['models'])} models), seed {args.seed}, one torch thread per process.")
