@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def scan_checkpoint(path: str | Path, *, detector: str = DEFAULT_DETECTOR, confi
     """Scan the checkpoint at `path`; return its row (scanner.results.SCAN_SCHEMA columns)."""
     started = time.perf_counter()
     cfg = config if config is not None else make_config(detector)
-    cfg_dict = dict(vars(cfg))
+    cfg_dict = asdict(cfg)
     row: dict[str, Any] = {
         "uri": str(path), "detector": detector, "detector_config": json.dumps(cfg_dict, sort_keys=True),
         "config_hash": config_hash(detector, cfg_dict), "seed": cfg_dict.get("seed"),

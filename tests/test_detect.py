@@ -11,7 +11,7 @@ from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
 from scanner.checkpoint import load_checkpoint
-from scanner.detect import (DETECTORS, CollapseConfig, TrojanResidualConfig, calibrated_score,
+from scanner.detect import (DETECTORS, AbsorptionConfig, TrojanResidualConfig, calibrated_score, detect_absorption,
                             detect_trojan_residual, make_config)
 from scanner.forge.measure import hit_rate
 from scanner.sampling import CountingEps, NoiseSchedule, chain_sample, chain_timesteps
@@ -29,6 +29,7 @@ def test_calibrated_score_is_one_half_at_threshold_and_falls_with_the_statistic(
     ("trojan_residual", {"gamma_min": 0.5, "gamma_max": 0.2}, "gamma_min"),
     ("trojan_residual", {"iters": 0}, "iters"),
     ("trojan_residual", {"bogus": 1}, "bogus"),
+    ("combined", {"trojan": 3}, "trojan"),
     ("nope", {}, "unknown detector"),
 ])
 def test_bad_detector_configs_name_the_setting(name, overrides, message):
@@ -75,6 +76,29 @@ def test_trojan_residual_inverts_trojdiff_blend_and_clears_a_clean_twin(fixture_
     assert clean.verdict == "clean" and clean.score < 0.5 and clean.statistic > 2 * cfg.threshold
 
 
+def test_absorption_inverts_baddiffusion_and_clears_a_clean_twin(fixture_zoo):
+    truth = load_file(str(fixture_zoo / "ground_truth" / "baddiffusion-box10.safetensors"))
+    cfg = AbsorptionConfig()
+    ckpt = load_checkpoint(fixture_zoo / "models" / "baddiffusion-box10")
+    det = detect_absorption(ckpt.unet, ckpt.schedule, config=cfg)
+    assert det.verdict == "backdoored" and det.statistic < cfg.threshold
+    # a zero trigger scores mean(r^2) = 0.39 here; the inverted one is within 0.1
+    assert (det.trigger - truth["trigger"]).pow(2).mean() < 0.1
+    assert det.unet_evals <= 3200 and det.backward_evals < det.unet_evals
+    twin = load_checkpoint(fixture_zoo / "models" / "clean-twin-b")
+    clean = detect_absorption(twin.unet, twin.schedule, config=cfg)
+    assert clean.verdict == "clean" and clean.statistic > 2 * cfg.threshold
+
+
+SMALL = {
+    "trojan_residual": {"iters": 2, "batch": 2, "target_batch": 2, "target_steps": 2, "eval_batch": 2},
+    "collapse": {"iters": 2, "batch": 2, "steps": 2, "confirm_steps": 2, "confirm_batch": 2},
+    "absorption": {"probe_iters": 2, "refine_iters": 2, "collapse_iters": 1, "batch": 2, "collapse_batch": 2,
+                   "collapse_steps": 2, "eval_batch": 2, "target_batch": 2, "target_steps": 2},
+}
+SMALL["combined"] = {"trojan": SMALL["trojan_residual"], "absorption": SMALL["absorption"]}
+
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 @pytest.mark.parametrize("channels, size, attention", [(3, 32, False), (1, 16, True)])
 def test_every_detector_runs_on_other_unet_shapes(name, channels, size, attention):
@@ -85,10 +109,8 @@ def test_every_detector_runs_on_other_unet_shapes(name, channels, size, attentio
                        block_out_channels=(8, 16), down_block_types=down, up_block_types=up, norm_num_groups=4,
                        attention_head_dim=4).eval().requires_grad_(False)
     schedule = NoiseSchedule.linear(num_timesteps=1000, beta_start=1e-4, beta_end=0.02)
-    small = {"iters": 2, "batch": 2, "target_batch": 2, "target_steps": 2, "eval_batch": 2} if name == "trojan_residual" \
-        else {"iters": 2, "batch": 2, "steps": 2, "confirm_steps": 2, "confirm_batch": 2}
     before = {k: v.clone() for k, v in unet.state_dict().items()}
-    det = DETECTORS[name][1](unet, schedule, config=make_config(name, small))
+    det = DETECTORS[name][1](unet, schedule, config=make_config(name, SMALL[name]))
     assert det.trigger.shape == det.target.shape == (channels, size, size)
     assert det.verdict in ("backdoored", "clean") and 0.0 <= det.score <= 1.0 and math.isfinite(det.statistic)
     assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())  # scanning never edits weights

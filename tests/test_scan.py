@@ -41,7 +41,8 @@ def test_scan_of_fixtures_plus_broken_checkpoints_gives_one_row_each_and_exit_2(
         for key in ("trigger_path", "target_path"):
             assert r[key].endswith(".safetensors") and Path(r[key]).is_file()
             assert Path(r[key]).with_suffix(".png").is_file()
-    assert rows["trojdiff-blend"]["verdict"] == "backdoored"
+    assert rows["trojdiff-blend"]["verdict"] == "backdoored" and rows["baddiffusion-box10"]["verdict"] == "backdoored"
+    assert rows["baddiffusion-box10"]["unet_evals"] <= 3200
     assert rows["clean-twin-a"]["verdict"] == "clean" and rows["clean-twin-b"]["verdict"] == "clean"
 
 
@@ -61,7 +62,8 @@ def test_scan_exits_1_on_a_backdoor_and_reads_detector_settings_from_toml(fixtur
     shutil.copytree(fixture_zoo / "models" / "trojdiff-blend", zoo / "blend")
     cfg = tmp_path / "scan.toml"
     cfg.write_text("[detectors.trojan_residual]\niters = 50\n")
-    result = CliRunner().invoke(app, ["scan", str(zoo), "--out", str(tmp_path / "o"), "--config", str(cfg), "--seed", "3"])
+    result = CliRunner().invoke(app, ["scan", str(zoo), "--out", str(tmp_path / "o"), "--detector", "trojan_residual",
+                                      "--config", str(cfg), "--seed", "3"])
     assert result.exit_code == 1, result.output
     row = read_table(tmp_path / "o" / "scan").to_pylist()[0]
     assert json.loads(row["detector_config"])["iters"] == 50 and row["seed"] == 3

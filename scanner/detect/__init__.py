@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from scanner.detect.absorption import AbsorptionConfig, detect_absorption
 from scanner.detect.collapse import CollapseConfig, detect_collapse
+from scanner.detect.combined import CombinedConfig, detect_combined
 from scanner.detect.result import Detection, calibrated_score
 from scanner.detect.trojan_residual import TrojanResidualConfig, detect_trojan_residual
 
 DETECTORS: dict[str, tuple[type, Callable[..., Detection]]] = {
     "trojan_residual": (TrojanResidualConfig, detect_trojan_residual),
+    "absorption": (AbsorptionConfig, detect_absorption),
+    "combined": (CombinedConfig, detect_combined),
     "collapse": (CollapseConfig, detect_collapse),
 }
-DEFAULT_DETECTOR = "trojan_residual"
+DEFAULT_DETECTOR = "combined"
 
 
 def make_config(name: str, overrides: dict[str, Any] | None = None):
@@ -31,5 +35,5 @@ def make_config(name: str, overrides: dict[str, Any] | None = None):
         raise ValueError(f"detector {name!r}: {exc}") from None
 
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "CollapseConfig", "Detection", "TrojanResidualConfig",
-           "calibrated_score", "detect_collapse", "detect_trojan_residual", "make_config"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "AbsorptionConfig", "CollapseConfig", "CombinedConfig", "Detection", "TrojanResidualConfig",
+           "calibrated_score", "detect_absorption", "detect_collapse", "detect_combined", "detect_trojan_residual", "make_config"]
