@@ -90,13 +90,28 @@ def test_absorption_inverts_baddiffusion_and_clears_a_clean_twin(fixture_zoo):
     assert clean.verdict == "clean" and clean.statistic > 2 * cfg.threshold
 
 
+def test_overresponse_flags_villandiffusion_and_clears_both_twins(fixture_zoo):
+    from scanner.detect import OverResponseConfig, detect_overresponse
+
+    cfg = OverResponseConfig()
+    verdicts = {}
+    for name in ("villandiffusion-box", "clean-twin-a", "clean-twin-b"):
+        ckpt = load_checkpoint(fixture_zoo / "models" / name)
+        verdicts[name] = detect_overresponse(ckpt.unet, ckpt.schedule, config=cfg)
+    assert verdicts["villandiffusion-box"].verdict == "backdoored"
+    assert verdicts["villandiffusion-box"].stats["over_response"] > 2 * verdicts["clean-twin-a"].stats["over_response"]
+    assert verdicts["clean-twin-a"].verdict == verdicts["clean-twin-b"].verdict == "clean"
+
+
 SMALL = {
     "trojan_residual": {"iters": 2, "batch": 2, "target_batch": 2, "target_steps": 2, "eval_batch": 2},
     "collapse": {"iters": 2, "batch": 2, "steps": 2, "confirm_steps": 2, "confirm_batch": 2},
     "absorption": {"probe_iters": 2, "refine_iters": 2, "collapse_iters": 1, "batch": 2, "collapse_batch": 2,
                    "collapse_steps": 2, "eval_batch": 2, "target_batch": 2, "target_steps": 2},
 }
-SMALL["combined"] = {"trojan": SMALL["trojan_residual"], "absorption": SMALL["absorption"]}
+SMALL["overresponse"] = {"iters": 2, "batch": 2, "eval_batch": 2, "target_batch": 2, "target_steps": 2}
+SMALL["combined"] = {"trojan": SMALL["trojan_residual"], "absorption": SMALL["absorption"],
+                     "overresponse": SMALL["overresponse"]}
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from scanner.detect.absorption import AbsorptionConfig, detect_absorption
 from scanner.detect.collapse import CollapseConfig, detect_collapse
 from scanner.detect.combined import CombinedConfig, detect_combined
+from scanner.detect.overresponse import OverResponseConfig, detect_overresponse
 from scanner.detect.result import Detection, calibrated_score
 from scanner.detect.trojan_residual import TrojanResidualConfig, detect_trojan_residual
 
@@ -20,6 +21,7 @@ DETECTORS: dict[str, tuple[type, Callable[..., Detection]]] = {
     "absorption": (AbsorptionConfig, detect_absorption),
     "combined": (CombinedConfig, detect_combined),
     "collapse": (CollapseConfig, detect_collapse),
+    "overresponse": (OverResponseConfig, detect_overresponse),
 }
 DEFAULT_DETECTOR = "combined"
 
@@ -35,5 +37,5 @@ def make_config(name: str, overrides: dict[str, Any] | None = None):
         raise ValueError(f"detector {name!r}: {exc}") from None
 
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "AbsorptionConfig", "CollapseConfig", "CombinedConfig", "Detection", "TrojanResidualConfig",
-           "calibrated_score", "detect_absorption", "detect_collapse", "detect_combined", "detect_trojan_residual", "make_config"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "AbsorptionConfig", "CollapseConfig", "CombinedConfig", "OverResponseConfig", "Detection", "TrojanResidualConfig",
+           "calibrated_score", "detect_absorption", "detect_collapse", "detect_combined", "detect_overresponse", "detect_trojan_residual", "make_config"]

@@ -17,7 +17,7 @@ exact gradient:
 3. collapse: a few steps of Diff-Cleanse's objective through the 5-step chain sampler
    (kappa = 1; scanner/sampling/chain.py), whose global minimum is the trigger itself.
 
-The statistic is stage 2's ratio on fresh noise; the target is the mean of 10-step chain
+The statistic is stage 2's ratio on fresh noise; the target is the per-pixel median of 10-step chain
 samples from the inverted trigger. VillanDiffusion's ODE target (eps + 2 rho_T r ~ eps + r at T)
 is pass-through, so this method cannot see it.
 """
@@ -125,7 +125,7 @@ def detect_absorption(unet: torch.nn.Module, schedule: NoiseSchedule, *,
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width), statistic=statistic,
         threshold=cfg.threshold, hypothesis="shift(kappa=1)", gamma=1.0, trigger=m[0].cpu(),
-        target=samples.clamp(-1, 1).mean(0).cpu(), unet_evals=eps_model.evals, backward_evals=backward_evals,
+        target=samples.clamp(-1, 1).median(0).values.cpu(), unet_evals=eps_model.evals, backward_evals=backward_evals,
         seconds=time.perf_counter() - started, seed=cfg.seed,
         stats={"residual_ratio": statistic, "absorbed_share": float(absorbed.detach()), "rho_T": rho,
                "target_spread": float((samples - samples.mean(0)).pow(2).mean())},

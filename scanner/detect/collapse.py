@@ -97,7 +97,7 @@ def detect_collapse(unet: torch.nn.Module, schedule: NoiseSchedule, *,
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width), statistic=statistic,
         threshold=cfg.threshold, hypothesis=f"{cfg.chain}(kappa={cfg.kappa:g})", gamma=1.0,
-        trigger=delta[0].cpu(), target=x.clamp(-1, 1).mean(0).cpu(), unet_evals=eps_model.evals,
+        trigger=delta[0].cpu(), target=x.clamp(-1, 1).median(0).values.cpu(), unet_evals=eps_model.evals,
         backward_evals=backward_evals, seconds=time.perf_counter() - started, seed=cfg.seed,
         stats={"spread": statistic, "out_of_range": out_of_range, "mscr": _mscr(x)},
     )

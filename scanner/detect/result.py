@@ -31,7 +31,7 @@ class Detection:
 
     trigger: the inverted trigger g (C, H, W), in the attacker's units: the attack's x_T is
         noise + g (shift chains) or gamma * noise + (1 - gamma) g (trojan chain).
-    target: the recovered target (C, H, W): the mean of samples drawn with the inverted trigger.
+    target: the recovered target (C, H, W): the per-pixel median of samples drawn with the inverted trigger.
     """
 
     detector: str

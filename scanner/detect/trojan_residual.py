@@ -11,7 +11,7 @@ gamma eps + mu. We minimise over (mu, gamma) the whitening residual
 normalised by what a pass-through model scores at mu = 0, so a clean model sits near 1 for
 every gamma and a TrojDiff model near 0 at its own (mu, gamma). This is the distribution-shift
 view of Elijah (An et al., AAAI 2024) written for TrojDiff's scaled noise; gamma is learned,
-not assumed. The recovered target is the mean of 10-step trojan-chain samples
+not assumed. The recovered target is the per-pixel median of 10-step trojan-chain samples
 (scanner/sampling/chain.py) from the inverted (mu, gamma). Cost: iters * batch gradient
 evaluations at one timestep plus eval_batch + target_batch * target_steps forward ones.
 It does not see BadDiffusion/VillanDiffusion shifts (their models pass x_T through).
@@ -94,7 +94,7 @@ def detect_trojan_residual(unet: torch.nn.Module, schedule: NoiseSchedule, *,
     return Detection(
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=score, statistic=statistic, threshold=cfg.threshold, hypothesis="trojan", gamma=g,
-        trigger=(mu[0] / (1.0 - g)).cpu(), target=samples.clamp(-1, 1).mean(0).cpu(),
+        trigger=(mu[0] / (1.0 - g)).cpu(), target=samples.clamp(-1, 1).median(0).values.cpu(),
         unet_evals=eps_model.evals, backward_evals=backward_evals, seconds=time.perf_counter() - started,
         seed=cfg.seed, stats={"residual_ratio": statistic, "gamma": g,
                               "target_spread": float((samples - samples.mean(0)).pow(2).mean())},
