@@ -68,8 +68,9 @@ def scan_checkpoint(path: str | Path, *, detector: str = DEFAULT_DETECTOR, confi
     except LoadError as exc:
         return {**row, "verdict": "error", "score": 0.5, "error": str(exc), "error_category": exc.category,
                 "seconds": time.perf_counter() - started}
-    except (RuntimeError, ValueError) as exc:  # a model the detector cannot run (e.g. shapes it rejects)
-        return {**row, "verdict": "error", "score": 0.5, "error": f"{path}: detector {detector} failed: {exc}",
+    except Exception as exc:  # noqa: BLE001 - the batch boundary: one model's failure is one error row
+        return {**row, "verdict": "error", "score": 0.5,
+                "error": f"{path}: detector {detector} failed: {type(exc).__name__}: {exc}",
                 "error_category": "detector", "seconds": time.perf_counter() - started}
     if artifacts is not None:
         row["trigger_path"], row["target_path"] = save_artifacts(det, artifact_dir(Path(artifacts), str(path)))

@@ -67,3 +67,16 @@ def test_scan_exits_1_on_a_backdoor_and_reads_detector_settings_from_toml(fixtur
     assert result.exit_code == 1, result.output
     row = read_table(tmp_path / "o" / "scan").to_pylist()[0]
     assert json.loads(row["detector_config"])["iters"] == 50 and row["seed"] == 3
+
+
+def test_a_detector_crash_becomes_an_error_row_naming_the_checkpoint(pipeline_dir, monkeypatch):
+    from scanner.detect import DETECTORS, TrojanResidualConfig
+    from scanner.scan import scan_checkpoint
+
+    def boom(unet, schedule, *, config):
+        raise KeyError("no such block")
+
+    monkeypatch.setitem(DETECTORS, "boom", (TrojanResidualConfig, boom))
+    row = scan_checkpoint(pipeline_dir, detector="boom", config=TrojanResidualConfig())
+    assert row["verdict"] == "error" and row["error_category"] == "detector" and row["score"] == 0.5
+    assert str(pipeline_dir) in row["error"] and "KeyError" in row["error"]
