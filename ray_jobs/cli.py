@@ -81,8 +81,8 @@ def inventory(
     raise typer.Exit(_inventory(source, workers=workers, address=address, json_out=json_out))
 
 
-def _inventory(source: Path, *, workers: int, address: str | None, json_out: Path | None = None) -> int:
-    from ray_jobs.inventory import run_inventory
+def _checkpoints(source: Path) -> list[Path] | ExitCode:
+    """The checkpoints under SOURCE, or the exit code (usage / nothing) after saying why."""
     from scanner.checkpoint import find_checkpoints
 
     if not source.is_dir():
@@ -92,6 +92,15 @@ def _inventory(source: Path, *, workers: int, address: str | None, json_out: Pat
     if not paths:
         console.print(f"nothing to scan: no checkpoint under {source}")
         return ExitCode.NOTHING
+    return paths
+
+
+def _inventory(source: Path, *, workers: int, address: str | None, json_out: Path | None = None) -> int:
+    from ray_jobs.inventory import run_inventory
+
+    paths = _checkpoints(source)
+    if isinstance(paths, ExitCode):
+        return paths
     rows = run_inventory(paths, workers=workers, address=address)
     for r in rows:
         r["uri"] = str(Path(r["uri"]).relative_to(source)) if Path(r["uri"]) != source else "."
@@ -118,7 +127,6 @@ def scan(
 def _scan(source: Path, out: Path, *, detector: str | None, config: Path | None, seed: int | None) -> int:
     import tomllib
 
-    from scanner.checkpoint import find_checkpoints
     from scanner.detect import DEFAULT_DETECTOR, make_config
     from scanner.results import write_part
     from scanner.scan import scan_checkpoint
@@ -130,13 +138,9 @@ def _scan(source: Path, out: Path, *, detector: str | None, config: Path | None,
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return ExitCode.USAGE
-    if not source.is_dir():
-        console.print(f"[red]error:[/red] SOURCE {source} is not a directory")
-        return ExitCode.USAGE
-    paths = find_checkpoints(source)
-    if not paths:
-        console.print(f"nothing to scan: no checkpoint under {source}")
-        return ExitCode.NOTHING
+    paths = _checkpoints(source)
+    if isinstance(paths, ExitCode):
+        return paths
     rows = []
     for i, path in enumerate(paths, 1):
         row = scan_checkpoint(path, detector=name, config=cfg, artifacts=out / "artifacts")
