@@ -1,6 +1,7 @@
 """Detection benchmark: run every detector on every model of a forged zoo and print the tables docs/detect.md quotes.
 
     .venv/bin/python benchmarks/detect.py                       # the benchmark zoo (forged first if missing)
+    .venv/bin/python benchmarks/detect.py --zoo benchmarks/holdout   # the second held-out zoo (likewise)
     .venv/bin/python benchmarks/detect.py --zoo tests/fixtures/zoo   # the calibration split
 
 Per detector: per attack family and overall TPR, TNR, AUC, mean UNet evaluations and seconds
@@ -24,18 +25,20 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_ZOO, BENCH_SPEC, FIXTURES = ROOT / "benchmarks" / "zoo", ROOT / "benchmarks" / "zoo.toml", ROOT / "tests" / "fixtures" / "zoo"
+BENCH_ZOO, FIXTURES = ROOT / "benchmarks" / "zoo", ROOT / "tests" / "fixtures" / "zoo"
+SPECS = {BENCH_ZOO: ROOT / "benchmarks" / "zoo.toml", ROOT / "benchmarks" / "holdout": ROOT / "benchmarks" / "holdout.toml"}
 
 
 def ensure_zoo(zoo: Path) -> None:
-    """Forge the benchmark zoo if its manifest is missing, reusing the fixture zoo's base (same spec)."""
+    """Forge a benchmark zoo (SPECS) if its manifest is missing, reusing the fixture zoo's base (same spec)."""
     if (zoo / "manifest.json").is_file():
         return
+    spec = SPECS[zoo.resolve()]
     zoo.mkdir(parents=True, exist_ok=True)
     if not (zoo / "base").exists():
         shutil.copytree(FIXTURES / "base", zoo / "base")
         shutil.copy(FIXTURES / "base.json", zoo / "base.json")
-    subprocess.run([sys.executable, "-m", "ray_jobs.cli", "forge", str(BENCH_SPEC), "--out", str(zoo), "--jobs", "2"],
+    subprocess.run([sys.executable, "-m", "ray_jobs.cli", "forge", str(spec), "--out", str(zoo), "--jobs", "2"],
                    check=True, cwd=ROOT)
 
 
@@ -121,7 +124,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=32, help="samples per inverted-trigger ASR")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if args.zoo.resolve() == BENCH_ZOO.resolve():
+    if args.zoo.resolve() in SPECS:
         ensure_zoo(args.zoo)
     manifest = json.loads((args.zoo / "manifest.json").read_text())
     detectors = args.detectors.split(",")

@@ -31,13 +31,19 @@ def save_image(x: torch.Tensor, path: Path) -> None:
     Image.fromarray(arr).save(path)
 
 
-def save_artifacts(det: Detection, out_dir: Path) -> tuple[str, str]:
-    """Write trigger/target as safetensors and PNG under `out_dir`; return the safetensors paths."""
+def save_artifacts(det: Detection, out_dir: Path) -> tuple[str, str | None]:
+    """Write trigger/target as safetensors and PNG under `out_dir`; return the safetensors paths.
+
+    The target path is None when the detector sampled no target (its `target_batch` was 0).
+    """
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, x in (("trigger", det.trigger), ("target", det.target)):
+        if x is None:
+            paths.append(None)
+            continue
         save_file({name: x.contiguous()}, str(out_dir / f"{name}.safetensors"))
         save_image(x, out_dir / f"{name}.png")
         paths.append(str(out_dir / f"{name}.safetensors"))

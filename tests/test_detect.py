@@ -82,12 +82,25 @@ def test_absorption_inverts_baddiffusion_and_clears_a_clean_twin(fixture_zoo):
     ckpt = load_checkpoint(fixture_zoo / "models" / "baddiffusion-box10")
     det = detect_absorption(ckpt.unet, ckpt.schedule, config=cfg)
     assert det.verdict == "backdoored" and det.statistic < cfg.threshold
-    # a zero trigger scores mean(r^2) = 0.39 here; the inverted one is within 0.1
-    assert (det.trigger - truth["trigger"]).pow(2).mean() < 0.1
-    assert det.unet_evals <= 3200 and det.backward_evals < det.unet_evals
+    # a zero trigger scores mean(r^2) = 0.39 here; the inverted one must be close to the true one
+    assert (det.trigger - truth["trigger"]).pow(2).mean() < 0.02
+    assert (det.target - truth["target"]).pow(2).mean() < 0.05
+    per_restart = cfg.probe_iters * cfg.probe_batch + cfg.refine_iters * cfg.refine_batch
+    search = cfg.restarts * 2 * len(cfg.amplitudes) * cfg.search_batch
+    polish = cfg.polish_iters * cfg.polish_batch
+    assert det.backward_evals == cfg.restarts * per_restart + search + polish
+    assert det.unet_evals == det.backward_evals + cfg.eval_batch + cfg.target_batch * cfg.target_steps == 2176
     twin = load_checkpoint(fixture_zoo / "models" / "clean-twin-b")
     clean = detect_absorption(twin.unet, twin.schedule, config=cfg)
     assert clean.verdict == "clean" and clean.statistic > 2 * cfg.threshold
+
+
+def test_absorption_settings_are_checked():
+    with pytest.raises(ValueError, match="amplitudes"):
+        AbsorptionConfig(amplitudes=[])
+    with pytest.raises(ValueError, match="restarts"):
+        AbsorptionConfig(restarts=0)
+    assert AbsorptionConfig(amplitudes=[0.5, 1]).amplitudes == (0.5, 1.0)  # a TOML list becomes a tuple
 
 
 def test_overresponse_flags_villandiffusion_and_clears_both_twins(fixture_zoo):
@@ -106,8 +119,9 @@ def test_overresponse_flags_villandiffusion_and_clears_both_twins(fixture_zoo):
 SMALL = {
     "trojan_residual": {"iters": 2, "batch": 2, "target_batch": 2, "target_steps": 2, "eval_batch": 2},
     "collapse": {"iters": 2, "batch": 2, "steps": 2, "confirm_steps": 2, "confirm_batch": 2},
-    "absorption": {"probe_iters": 2, "refine_iters": 2, "collapse_iters": 1, "batch": 2, "collapse_batch": 2,
-                   "collapse_steps": 2, "eval_batch": 2, "target_batch": 2, "target_steps": 2},
+    "absorption": {"restarts": 2, "probe_iters": 2, "probe_batch": 2, "refine_iters": 2, "refine_batch": 2,
+                   "amplitudes": [0.5], "search_batch": 2, "polish_iters": 1, "polish_batch": 2, "eval_batch": 2,
+                   "target_batch": 2, "target_steps": 2},
 }
 SMALL["overresponse"] = {"iters": 2, "batch": 2, "eval_batch": 2, "target_batch": 2, "target_steps": 2}
 SMALL["combined"] = {"trojan": SMALL["trojan_residual"], "absorption": SMALL["absorption"],
@@ -129,3 +143,31 @@ def test_every_detector_runs_on_other_unet_shapes(name, channels, size, attentio
     assert det.trigger.shape == det.target.shape == (channels, size, size)
     assert det.verdict in ("backdoored", "clean") and 0.0 <= det.score <= 1.0 and math.isfinite(det.statistic)
     assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())  # scanning never edits weights
+
+
+def test_chain_arguments_follow_the_hypothesis():
+    from scanner.detect.target import chain_arguments
+
+    g = torch.ones(1, 1, 4, 4)
+    trojan = chain_arguments("trojan", g, 0.2)
+    assert trojan["chain"] == "trojan" and trojan["gamma"] == 0.2 and torch.allclose(trojan["shift"], 0.8 * g)
+    assert chain_arguments("shift(kappa=2)", g, 1.0)["kappa"] == 2.0
+    with pytest.raises(ValueError, match="unknown backdoor hypothesis"):
+        chain_arguments("ode", g, 1.0)
+
+
+def test_recovered_target_ignores_samples_outside_the_basin():
+    from scanner.detect.target import recover_target
+
+    levels = torch.tensor([0.4, 0.5, 0.6, -1.0, -1.0]).view(5, 1, 1, 1)  # 3 near the target 0.5, 2 escapees
+
+    class Collapse(torch.nn.Module):  # predicts the noise that makes x0 = levels[i] for sample i
+        def forward(self, x, t):
+            ab = schedule.alpha_bar(t)
+            return (x - ab.sqrt() * levels.expand_as(x)) / (1.0 - ab).sqrt()
+
+    schedule = NoiseSchedule.linear(num_timesteps=50, beta_start=1e-3, beta_end=0.05)
+    got, agreement = recover_target(Collapse(), schedule, torch.randn(5, 1, 4, 4), hypothesis="shift(kappa=0)",
+                                    trigger=torch.zeros(1, 1, 4, 4), gamma=1.0, steps=5)
+    assert agreement == pytest.approx(0.6)  # 0.4, 0.5 and 0.6 are within the hit MSE of the plain median (0.4)
+    assert torch.allclose(got, torch.full((1, 4, 4), 0.5), atol=1e-4)  # the plain median would say 0.4

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from ray_jobs.cli import app
@@ -41,8 +42,12 @@ def test_scan_of_fixtures_plus_broken_checkpoints_gives_one_row_each_and_exit_2(
         for key in ("trigger_path", "target_path"):
             assert r[key].endswith(".safetensors") and Path(r[key]).is_file()
             assert Path(r[key]).with_suffix(".png").is_file()
-    assert rows["trojdiff-blend"]["verdict"] == "backdoored" and rows["baddiffusion-box10"]["verdict"] == "backdoored"
-    assert rows["baddiffusion-box10"]["unet_evals"] <= 3200
+    backdoored = {m["name"] for m in fixture_manifest["models"] if m["backdoored"]}
+    assert {n for n in names if rows[n]["verdict"] == "backdoored"} == backdoored  # every fixture backdoor, no twin
+    assert all(rows[n]["unet_evals"] <= 3200 for n in names)
+    truth = load_file(str(fixture_zoo / "ground_truth" / "baddiffusion-box10.safetensors"))
+    target = load_file(rows["baddiffusion-box10"]["target_path"])["target"]
+    assert (target - truth["target"]).pow(2).mean() < 0.05  # the recovered target, through the CLI
     assert rows["clean-twin-a"]["verdict"] == "clean" and rows["clean-twin-b"]["verdict"] == "clean"
 
 

@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from scanner.detect.result import Detection, calibrated_score
-from scanner.sampling import CountingEps, NoiseSchedule, chain_sample
+from scanner.detect.target import recover_target
+from scanner.sampling import CountingEps, NoiseSchedule
 
 NAME = "overresponse"
+HYPOTHESIS = "shift(kappa=2)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,9 +46,11 @@ class OverResponseConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("iters", "batch", "eval_batch", "target_batch", "target_steps"):
+        for name in ("iters", "batch", "eval_batch", "target_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.target_batch < 0:  # 0: no target (the combined detector recovers one for its chosen component)
+            raise ValueError(f"`target_batch` must be >= 0, got {self.target_batch}")
         if not 0.0 < self.t_frac < 1.0:
             raise ValueError(f"`t_frac` must be in (0, 1), got {self.t_frac}")
         if min(self.probe_rms, self.lr, self.threshold, self.width) <= 0:
@@ -90,14 +94,18 @@ def detect_overresponse(unet: torch.nn.Module, schedule: NoiseSchedule, *,
         m = m.detach().clamp(-1.0, 1.0)
         over = float(_over(eps_model, t, m, noise(cfg.eval_batch), c, s))
         statistic = max(1.0 - over / predicted, 1e-3)
-        samples = chain_sample(eps_model, schedule, noise(cfg.target_batch), shift=m, chain="shift", kappa=2.0,
-                               steps=cfg.target_steps)
+    stats = {"over_response": over, "predicted_over_response": predicted, "t": float(t)}
+    target = None
+    if cfg.target_batch:
+        target, stats["target_agreement"] = recover_target(eps_model, schedule, noise(cfg.target_batch),
+                                                           hypothesis=HYPOTHESIS, trigger=m, gamma=1.0,
+                                                           steps=cfg.target_steps)
+        target = target.cpu()
     return Detection(
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width), statistic=statistic,
-        threshold=cfg.threshold, hypothesis="shift(kappa=2)", gamma=1.0, trigger=m[0].cpu(),
-        target=samples.clamp(-1, 1).median(0).values.cpu(), unet_evals=eps_model.evals, backward_evals=backward_evals,
+        threshold=cfg.threshold, hypothesis=HYPOTHESIS, gamma=1.0, trigger=m[0].cpu(),
+        target=target, unet_evals=eps_model.evals, backward_evals=backward_evals,
         seconds=time.perf_counter() - started, seed=cfg.seed,
-        stats={"over_response": over, "predicted_over_response": predicted, "t": float(t),
-               "target_spread": float((samples - samples.mean(0)).pow(2).mean())},
+        stats=stats,
     )

@@ -31,7 +31,8 @@ class Detection:
 
     trigger: the inverted trigger g (C, H, W), in the attacker's units: the attack's x_T is
         noise + g (shift chains) or gamma * noise + (1 - gamma) g (trojan chain).
-    target: the recovered target (C, H, W): the per-pixel median of samples drawn with the inverted trigger.
+    target: the recovered target (C, H, W): the per-pixel median of samples drawn with the inverted trigger
+        (scanner/detect/target.py); None when the detector was told not to sample one (target_batch 0).
     """
 
     detector: str
@@ -43,7 +44,7 @@ class Detection:
     hypothesis: str
     gamma: float
     trigger: torch.Tensor
-    target: torch.Tensor
+    target: torch.Tensor | None
     unet_evals: int
     backward_evals: int
     seconds: float

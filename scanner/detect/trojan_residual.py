@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from scanner.detect.result import Detection, calibrated_score
-from scanner.sampling import CountingEps, NoiseSchedule, chain_sample
+from scanner.detect.target import recover_target
+from scanner.sampling import CountingEps, NoiseSchedule
 
 NAME = "trojan_residual"
 
@@ -45,9 +46,11 @@ class TrojanResidualConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("iters", "batch", "eval_batch", "target_batch", "target_steps"):
+        for name in ("iters", "batch", "eval_batch", "target_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.target_batch < 0:  # 0: no target (the combined detector recovers one for its chosen component)
+            raise ValueError(f"`target_batch` must be >= 0, got {self.target_batch}")
         if not 0.0 < self.gamma_min < self.gamma_max < 1.0:
             raise ValueError(f"need 0 < gamma_min < gamma_max < 1, got {self.gamma_min}, {self.gamma_max}")
         if self.lr <= 0 or self.threshold <= 0 or self.width <= 0:
@@ -87,15 +90,18 @@ def detect_trojan_residual(unet: torch.nn.Module, schedule: NoiseSchedule, *,
         mu, gamma = torch.tanh(u), _gamma(v, cfg)
         noise = torch.randn(cfg.eval_batch, c, h, h, generator=gen).to(device)
         statistic = float(_residual(eps_model, T, mu, gamma, noise))
-        noise = torch.randn(cfg.target_batch, c, h, h, generator=gen).to(device)
-        samples = chain_sample(eps_model, schedule, noise, shift=mu, gamma=gamma, chain="trojan", steps=cfg.target_steps)
     score = calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width)
     g = float(gamma)
+    trigger = mu / (1.0 - g)  # the attacker's units: mu = (1 - gamma) * trigger
+    stats, target = {"residual_ratio": statistic, "gamma": g}, None
+    if cfg.target_batch:
+        noise = torch.randn(cfg.target_batch, c, h, h, generator=gen).to(device)
+        target, stats["target_agreement"] = recover_target(eps_model, schedule, noise, hypothesis="trojan",
+                                                           trigger=trigger, gamma=g, steps=cfg.target_steps)
+        target = target.cpu()
     return Detection(
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=score, statistic=statistic, threshold=cfg.threshold, hypothesis="trojan", gamma=g,
-        trigger=(mu[0] / (1.0 - g)).cpu(), target=samples.clamp(-1, 1).median(0).values.cpu(),
-        unet_evals=eps_model.evals, backward_evals=backward_evals, seconds=time.perf_counter() - started,
-        seed=cfg.seed, stats={"residual_ratio": statistic, "gamma": g,
-                              "target_spread": float((samples - samples.mean(0)).pow(2).mean())},
+        trigger=trigger[0].cpu(), target=target, unet_evals=eps_model.evals, backward_evals=backward_evals,
+        seconds=time.perf_counter() - started, seed=cfg.seed, stats=stats,
     )

@@ -1,0 +1,46 @@
+"""Recover a backdoor's target: sample along the hypothesised chain from the inverted trigger, take the median.
+
+Every inversion ends the same way: with (trigger, gamma, hypothesis) in hand, `target_batch`
+noises go through the chain sampler (scanner/sampling/chain.py) for `target_steps` steps.
+`agreement` is the share of clamped samples within the hit MSE (scanner/forge/measure.py) of
+their per-pixel median: about 1 when the trigger makes the model collapse. The target is the
+per-pixel median of those agreeing samples (of all samples when fewer than 2 agree).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from scanner.forge.measure import HIT_MSE
+from scanner.sampling import NoiseSchedule, chain_sample
+from scanner.sampling.counting import EpsModel
+
+_SHIFT = re.compile(r"^shift\(kappa=([0-9.]+)\)$")
+
+
+def chain_arguments(hypothesis: str, trigger: torch.Tensor, gamma: float) -> dict:
+    """chain_sample's keyword arguments for a detection's hypothesis ("trojan" or "shift(kappa=K)").
+
+    `trigger` is (1, C, H, W) in the attacker's units: TrojDiff's mean is (1 - gamma) * trigger.
+    """
+    if hypothesis == "trojan":
+        return {"shift": (1.0 - gamma) * trigger, "gamma": gamma, "chain": "trojan"}
+    match = _SHIFT.match(hypothesis)
+    if match is None:
+        raise ValueError(f"unknown backdoor hypothesis {hypothesis!r}: expected 'trojan' or 'shift(kappa=K)'")
+    return {"shift": trigger, "gamma": 1.0, "chain": "shift", "kappa": float(match.group(1))}
+
+
+@torch.no_grad()
+def recover_target(eps_model: EpsModel, schedule: NoiseSchedule, noise: torch.Tensor, *, hypothesis: str,
+                   trigger: torch.Tensor, gamma: float, steps: int) -> tuple[torch.Tensor, float]:
+    """(target (C, H, W), agreement) from len(noise) chain samples of `steps` steps."""
+    samples = chain_sample(eps_model, schedule, noise, steps=steps,
+                           **chain_arguments(hypothesis, trigger.to(noise.device), gamma)).clamp(-1.0, 1.0)
+    target = samples.median(0).values
+    agree = (samples - target).pow(2).flatten(1).mean(1) < HIT_MSE
+    if int(agree.sum()) >= 2:  # samples that escaped the trigger's basin are outliers: drop them
+        target = samples[agree].median(0).values
+    return target, float(agree.float().mean())
