@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from scanner.detect.result import Detection, calibrated_score
-from scanner.detect.target import recover_target
+from scanner.detect.target import target_if_asked
 from scanner.sampling import CountingEps, NoiseSchedule
 
 NAME = "absorption"
@@ -149,12 +149,8 @@ def detect_absorption(unet: torch.nn.Module, schedule: NoiseSchedule, *,
         statistic = float(_ratios(eps_model, T, m, noise(cfg.eval_batch), rho)[0])
     stats = {"residual_ratio": statistic, "search_ratio": float(search[best]),
              "restart": float(best // (2 * len(cfg.amplitudes))), "rho_T": rho}
-    target = None
-    if cfg.target_batch:
-        target, stats["target_agreement"] = recover_target(eps_model, schedule, noise(cfg.target_batch),
-                                                           hypothesis=HYPOTHESIS, trigger=m, gamma=1.0,
-                                                           steps=cfg.target_steps)
-        target = target.cpu()
+    target = target_if_asked(eps_model, schedule, noise, cfg.target_batch, stats, hypothesis=HYPOTHESIS, trigger=m,
+                             gamma=1.0, steps=cfg.target_steps)
     return Detection(
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width), statistic=statistic,

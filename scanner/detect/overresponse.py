@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from scanner.detect.result import Detection, calibrated_score
-from scanner.detect.target import recover_target
+from scanner.detect.target import target_if_asked
 from scanner.sampling import CountingEps, NoiseSchedule
 
 NAME = "overresponse"
@@ -95,12 +95,8 @@ def detect_overresponse(unet: torch.nn.Module, schedule: NoiseSchedule, *,
         over = float(_over(eps_model, t, m, noise(cfg.eval_batch), c, s))
         statistic = max(1.0 - over / predicted, 1e-3)
     stats = {"over_response": over, "predicted_over_response": predicted, "t": float(t)}
-    target = None
-    if cfg.target_batch:
-        target, stats["target_agreement"] = recover_target(eps_model, schedule, noise(cfg.target_batch),
-                                                           hypothesis=HYPOTHESIS, trigger=m, gamma=1.0,
-                                                           steps=cfg.target_steps)
-        target = target.cpu()
+    target = target_if_asked(eps_model, schedule, noise, cfg.target_batch, stats, hypothesis=HYPOTHESIS, trigger=m,
+                             gamma=1.0, steps=cfg.target_steps)
     return Detection(
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width), statistic=statistic,

@@ -10,6 +10,7 @@ per-pixel median of those agreeing samples (of all samples when fewer than 2 agr
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 
@@ -44,3 +45,17 @@ def recover_target(eps_model: EpsModel, schedule: NoiseSchedule, noise: torch.Te
     if int(agree.sum()) >= 2:  # samples that escaped the trigger's basin are outliers: drop them
         target = samples[agree].median(0).values
     return target, float(agree.float().mean())
+
+
+def target_if_asked(eps_model: EpsModel, schedule: NoiseSchedule, noise: Callable[[int], torch.Tensor], batch: int,
+                    stats: dict[str, float], *, hypothesis: str, trigger: torch.Tensor, gamma: float,
+                    steps: int) -> torch.Tensor | None:
+    """A detector's target on the CPU, or None when `batch` is 0; records `target_agreement` in `stats`.
+
+    `noise(n)` draws n noises; it is called only when a target is asked for.
+    """
+    if not batch:
+        return None
+    target, stats["target_agreement"] = recover_target(eps_model, schedule, noise(batch), hypothesis=hypothesis,
+                                                       trigger=trigger, gamma=gamma, steps=steps)
+    return target.cpu()

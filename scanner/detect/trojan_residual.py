@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from scanner.detect.result import Detection, calibrated_score
-from scanner.detect.target import recover_target
+from scanner.detect.target import target_if_asked
 from scanner.sampling import CountingEps, NoiseSchedule
 
 NAME = "trojan_residual"
@@ -93,12 +93,10 @@ def detect_trojan_residual(unet: torch.nn.Module, schedule: NoiseSchedule, *,
     score = calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width)
     g = float(gamma)
     trigger = mu / (1.0 - g)  # the attacker's units: mu = (1 - gamma) * trigger
-    stats, target = {"residual_ratio": statistic, "gamma": g}, None
-    if cfg.target_batch:
-        noise = torch.randn(cfg.target_batch, c, h, h, generator=gen).to(device)
-        target, stats["target_agreement"] = recover_target(eps_model, schedule, noise, hypothesis="trojan",
-                                                           trigger=trigger, gamma=g, steps=cfg.target_steps)
-        target = target.cpu()
+    stats = {"residual_ratio": statistic, "gamma": g}
+    target = target_if_asked(eps_model, schedule, lambda n: torch.randn(n, c, h, h, generator=gen).to(device),
+                             cfg.target_batch, stats, hypothesis="trojan", trigger=trigger, gamma=g,
+                             steps=cfg.target_steps)
     return Detection(
         detector=NAME, config=asdict(cfg), verdict="backdoored" if statistic < cfg.threshold else "clean",
         score=score, statistic=statistic, threshold=cfg.threshold, hypothesis="trojan", gamma=g,
