@@ -57,7 +57,7 @@ class AbsorptionConfig:
     eval_batch: int = 32
     target_batch: int = 16
     target_steps: int = 10
-    threshold: float = 0.06  # fixtures and benchmark zoo: BadDiffusion <= 0.014, clean twins >= 0.25 (docs/detect.md)
+    threshold: float = 0.06  # fixture + benchmark zoos: BadDiffusion <= 0.013, clean twins >= 0.27 (docs/detect.md)
     width: float = 0.5
     seed: int = 0
 
