@@ -8,8 +8,8 @@ the trigger solves  E_eps[eps_theta(eps + m, T)] = eps + rho_T m,  and the norma
 
 is ~0 there. P removes each channel's spatial mean. Without it every digits model we measured
 (clean twins included) absorbs a uniform dark shift at ratio ~0.06, and searches fell into that
-generic minimum instead of the trigger; with it the clean twins' best ratio is 0.26-0.43 and a
-BadDiffusion trigger's 0.006-0.014 (docs/detect.md). Four stages, all at t = T:
+generic minimum instead of the trigger; with it clean twins score 0.27-0.49 and BadDiffusion
+triggers 0.006-0.047 on the three zoos of docs/detect.md. Four stages, all at t = T:
 
 1. probe (forward only): a fixed-point iteration m <- -P(E eps_theta(eps + m) - eps - m), the
    absorbed part of the response with its uniform part removed, at per-pixel RMS `probe_rms`.
@@ -132,9 +132,12 @@ def detect_absorption(unet: torch.nn.Module, schedule: NoiseSchedule, *,
             loss.backward()
             opt.step()
         found.append(_at_rms(torch.tanh(u).detach(), 1.0))
-    with torch.no_grad():  # 3. sign and amplitude, all candidates on the same noise
+    with torch.no_grad():  # 3. sign and amplitude, all candidates on the same noise, one direction per forward
+        per_direction = 2 * len(cfg.amplitudes)
         cands = torch.cat([(s * a * d).clamp(-1.0, 1.0) for d in found for s in (1.0, -1.0) for a in cfg.amplitudes])
-        search = _ratios(eps_model, T, cands, noise(cfg.search_batch), rho)
+        eps = noise(cfg.search_batch)
+        search = torch.cat([_ratios(eps_model, T, cands[i:i + per_direction], eps, rho)
+                            for i in range(0, len(cands), per_direction)])
         best = int(search.argmin())
     u = torch.atanh(cands[best:best + 1].clamp(-0.95, 0.95)).requires_grad_()
     opt = torch.optim.Adam([u], lr=cfg.polish_lr)
@@ -148,7 +151,7 @@ def detect_absorption(unet: torch.nn.Module, schedule: NoiseSchedule, *,
         m = torch.tanh(u).detach()
         statistic = float(_ratios(eps_model, T, m, noise(cfg.eval_batch), rho)[0])
     stats = {"residual_ratio": statistic, "search_ratio": float(search[best]),
-             "restart": float(best // (2 * len(cfg.amplitudes))), "rho_T": rho}
+             "restart": float(best // per_direction), "rho_T": rho}
     target = target_if_asked(eps_model, schedule, noise, cfg.target_batch, stats, hypothesis=HYPOTHESIS, trigger=m,
                              gamma=1.0, steps=cfg.target_steps)
     return Detection(
