@@ -6,6 +6,7 @@ Exit codes (modelscan's convention): 0 all clean / loaded, 1 backdoor findings, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from enum import IntEnum
@@ -152,6 +153,63 @@ def _scan(source: Path, out: Path, *, detector: str | None, config: Path | None,
     if any(r["verdict"] == "error" for r in rows):
         return ExitCode.ERRORS
     return ExitCode.FINDINGS if any(r["verdict"] == "backdoored" for r in rows) else ExitCode.CLEAN
+
+
+@app.command()
+def repair(
+    source: Path = typer.Argument(..., help="Directory searched recursively for checkpoints."),
+    out: Path = typer.Option(..., "--out", help="Output: OUT/repaired/<name>/ pipelines, the table in OUT/repair/."),
+    scan_table: Optional[Path] = typer.Option(None, "--scan-table", help="An existing scan table (OUT/scan of `zoo-audit scan`); default: scan first into OUT/scan/."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [repair] table overrides the repair settings, [detectors.<name>] the scan's."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Repair (and scan) seed."),
+) -> None:
+    """Repair every checkpoint the scan flagged, by trigger-guided pruning; clean models are left alone."""
+    raise typer.Exit(_repair(source, out, scan_table=scan_table, config=config, seed=seed))
+
+
+def _repair(source: Path, out: Path, *, scan_table: Path | None, config: Path | None, seed: int | None) -> int:
+    import tomllib
+
+    from scanner.repair import Finding, RepairConfig, repair_checkpoint
+    from scanner.results import REPAIR_SCHEMA, read_table, write_part
+
+    try:
+        table = tomllib.loads(config.read_text()).get("repair", {}) if config else {}
+        cfg = RepairConfig(**{**table, **({"seed": seed} if seed is not None else {})})
+    except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return ExitCode.USAGE
+    if scan_table is None:
+        code = _scan(source, out, detector=None, config=config, seed=seed)
+        if code == ExitCode.USAGE or code == ExitCode.NOTHING:
+            return code
+        scan_table = out / "scan"
+    if not scan_table.is_dir():
+        console.print(f"[red]error:[/red] --scan-table {scan_table} is not a directory")
+        return ExitCode.USAGE
+    scanned = read_table(scan_table).to_pylist()
+    flagged = [r for r in scanned if r["verdict"] == "backdoored"]
+    rows = []
+    for i, r in enumerate(flagged, 1):
+        name = Path(r["uri"]).name
+        target = out / "repaired" / name
+        if any(Path(o["uri"]).name == name for o in flagged if o is not r):  # two checkpoints with one name
+            target = out / "repaired" / f"{name}-{hashlib.sha256(r['uri'].encode()).hexdigest()[:12]}"
+        try:
+            finding = Finding.from_scan_row(r)
+        except (OSError, ValueError, KeyError) as exc:
+            row = {"uri": r["uri"], "error": f"{r['uri']}: cannot read the scan's finding: {exc}"}
+        else:
+            row = repair_checkpoint(r["uri"], finding, target, config=cfg)
+        write_part([row], out / "repair", schema=REPAIR_SCHEMA)
+        rows.append(row)
+        console.print(f"[{i}/{len(flagged)}] {r['uri']}: " + (f"error: {row['error']}" if row.get("error") else
+                      f"pruned {row['pruned_channels']} channels, inverted-trigger ASR {row['asr_before']:.2f} -> "
+                      f"{row['asr_after']:.2f}, quality {row['quality_before']:.1f} -> {row['quality_after']:.1f}"))
+    console.print(_table(f"Repair of {len(flagged)} flagged of {len(scanned)} scanned", rows,
+                         ["uri", "pruned_channels", "asr_before", "asr_after", "quality_before", "quality_after", "error"]))
+    errors = any(r.get("error") for r in rows) or any(r["verdict"] == "error" for r in scanned)
+    return ExitCode.ERRORS if errors else ExitCode.CLEAN
 
 
 @app.command()

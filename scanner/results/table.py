@@ -38,6 +38,27 @@ SCAN_SCHEMA = pa.schema([
 ])
 
 
+REPAIR_SCHEMA = pa.schema([
+    ("uri", pa.string()),               # the flagged checkpoint directory
+    ("repaired_uri", pa.string()),      # OUT/repaired/<name>/: a DDPMPipeline directory; null on error
+    ("pruned_channels", pa.int64()),    # channels zeroed (docs/repair.md)
+    ("total_channels", pa.int64()),     # channels of the coupling graph: the ratio's denominator
+    ("pruning_ratio", pa.float64()),    # pruned_channels / total_channels
+    ("asr_before", pa.float64()),       # inverted-trigger ASR estimate (chain samples vs recovered target)
+    ("asr_after", pa.float64()),        # the same after repair, same noise
+    ("quality_before", pa.float64()),   # Frechet distance to the digits (or user) features; lower is better
+    ("quality_after", pa.float64()),
+    ("sample_mse", pa.float64()),       # per-pixel MSE between original and repaired samples, same noise
+    ("finetune_steps", pa.int64()),
+    ("unet_evals", pa.int64()),         # UNet image-evaluations of scoring and fine-tuning
+    ("seconds", pa.float64()),
+    ("error", pa.string()),             # null unless the repair failed: the path and the reason
+    ("hypothesis", pa.string()),        # the scan's backdoor chain used for the repair
+    ("repair_config", pa.string()),     # JSON of every repair setting
+    ("scanner_version", pa.string()),
+])
+
+
 def write_part(rows: list[dict[str, Any]], table_dir: str | Path, *, schema: pa.Schema = SCAN_SCHEMA) -> Path:
     """Write `rows` as one new part file in `table_dir`; keys outside the schema raise."""
     table_dir = Path(table_dir)
@@ -54,9 +75,9 @@ def write_part(rows: list[dict[str, Any]], table_dir: str | Path, *, schema: pa.
     return path
 
 
-def read_table(table_dir: str | Path) -> pa.Table:
+def read_table(table_dir: str | Path, *, schema: pa.Schema = SCAN_SCHEMA) -> pa.Table:
     """Read every part of a table directory (an empty table when there are none)."""
     parts = sorted(Path(table_dir).glob("part-*.parquet"))
     if not parts:
-        return SCAN_SCHEMA.empty_table()
+        return schema.empty_table()
     return pa.concat_tables(pq.read_table(p) for p in parts)

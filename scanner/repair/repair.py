@@ -1,0 +1,182 @@
+"""Repair one flagged checkpoint (Diff-Cleanse stage 2, with the scan's inverted trigger only).
+
+Steps: sample the original model's clean images; score internal channels by trigger-guided
+Taylor saliency (saliency.py) over torch-pruning's coupling graph (channels.py); zero the best
+`ratio` of all channels; optionally fine-tune (finetune.py); measure; write a DDPMPipeline
+directory that stock diffusers loads, plus `repair_plan.json` (which channels, their scores, why).
+Every failure is a row with an error, never an exception.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import scanner
+from scanner.checkpoint import LoadError, load_checkpoint
+from scanner.detect.target import chain_arguments
+from scanner.forge.measure import hit_rate
+from scanner.repair.channels import channel_graph, zero_channels
+from scanner.repair.finetune import FinetuneConfig, finetune
+from scanner.repair.quality import FeatureFn, digits_features, frechet_distance, reference_features
+from scanner.repair.saliency import SaliencyConfig, channel_saliency, choose_channels
+from scanner.sampling import CountingEps, NoiseSchedule, chain_sample, ddim_sample
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepairConfig:
+    ratio: float = 0.02            # share of all channels to prune (counted as in channels.py)
+    clean_samples: int = 64        # the original model's own samples: scoring and fine-tune data
+    quality_samples: int = 256     # samples per quality measurement (same noise before and after)
+    sample_steps: int = 20         # DDIM steps for clean and quality samples
+    asr_samples: int = 32          # chain samples for the inverted-trigger ASR estimate
+    asr_steps: int = 10
+    saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio <= 0.5:  # 0: fine-tune only (the benchmark's baseline)
+            raise ValueError(f"`ratio` must be in [0, 0.5], got {self.ratio}")
+        for name in ("clean_samples", "quality_samples", "sample_steps", "asr_samples", "asr_steps"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"`{name}` must be >= 2, got {getattr(self, name)}")
+        for name, cls in (("saliency", SaliencyConfig), ("finetune", FinetuneConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):  # from TOML
+                object.__setattr__(self, name, cls(**value))
+            elif not isinstance(value, cls):
+                raise ValueError(f"`{name}` must be a {cls.__name__} or a table of its settings")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """What the scan recovered for one checkpoint: all a repair may use."""
+
+    hypothesis: str
+    gamma: float
+    trigger: torch.Tensor          # (C, H, W)
+    target: torch.Tensor | None    # (C, H, W); None when the scan sampled none
+
+    @classmethod
+    def from_scan_row(cls, row: dict[str, Any]) -> "Finding":
+        from safetensors.torch import load_file
+
+        if not row.get("trigger_path"):
+            raise ValueError(f"{row['uri']}: the scan row has no trigger_path (scan with artifacts)")
+        trigger = load_file(row["trigger_path"])["trigger"]
+        target = load_file(row["target_path"])["target"] if row.get("target_path") else None
+        return cls(hypothesis=row["hypothesis"], gamma=float(row["gamma"]), trigger=trigger, target=target)
+
+
+def _samples(unet, schedule: NoiseSchedule, noise: torch.Tensor, steps: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([ddim_sample(CountingEps(unet), schedule, n, steps=steps) for n in noise.split(64)]).clamp(-1, 1)
+
+
+def inverted_asr(unet, schedule: NoiseSchedule, finding: Finding, noise: torch.Tensor, steps: int,
+                 target: torch.Tensor) -> float:
+    """Share of chain samples from the inverted trigger that land on `target` (the ASR estimate)."""
+    args = chain_arguments(finding.hypothesis, finding.trigger[None].to(noise.device), finding.gamma)
+    with torch.no_grad():
+        out = chain_sample(CountingEps(unet), schedule, noise, steps=steps, **args)
+    return hit_rate(out.cpu(), target)
+
+
+def save_pipeline(unet: torch.nn.Module, scheduler_config: dict[str, Any], out: Path, *,
+                  extra: dict[str, str] | None = None) -> None:
+    """A DDPMPipeline directory (model_index.json, unet/, scheduler/), safetensors, plus `extra` text files.
+
+    Written into a temporary sibling and renamed, so `out` is either complete or absent."""
+    import shutil
+
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    keys = {k: v for k, v in scheduler_config.items() if not k.startswith("_")}
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_config(keys)).save_pretrained(tmp, safe_serialization=True)
+    for name, text in (extra or {}).items():
+        (tmp / name).write_text(text)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def repair_checkpoint(path: str | Path, finding: Finding, out_dir: str | Path, *, config: RepairConfig = RepairConfig(),
+                      features: FeatureFn | None = None) -> dict[str, Any]:
+    """Repair the checkpoint at `path` into `out_dir`; return its row (scanner.results.REPAIR_SCHEMA)."""
+    started = time.perf_counter()
+    row: dict[str, Any] = {"uri": str(path), "repaired_uri": None, "scanner_version": scanner.__version__,
+                           "repair_config": json.dumps(asdict(config), sort_keys=True), "hypothesis": finding.hypothesis}
+    try:
+        ckpt = load_checkpoint(path)
+        row.update(_repair(ckpt, finding, Path(out_dir), config, features or digits_features()))
+    except LoadError as exc:
+        return {**row, "error": str(exc), "seconds": time.perf_counter() - started}
+    except Exception as exc:  # noqa: BLE001 - the batch boundary: one model's failure is one error row
+        return {**row, "error": f"{path}: repair failed: {type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}
+    return {**row, "error": None, "seconds": time.perf_counter() - started}
+
+
+def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: FeatureFn) -> dict[str, Any]:
+    unet, schedule = ckpt.unet, ckpt.schedule
+    c, h = unet.config.in_channels, unet.config.sample_size
+    if tuple(finding.trigger.shape) != (c, h, h):
+        raise ValueError(f"trigger shape {tuple(finding.trigger.shape)} does not match the UNet's ({c}, {h}, {h})")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = next(unet.parameters()).device
+
+    def noise(n: int) -> torch.Tensor:
+        return torch.randn(n, c, h, h, generator=gen).to(device)
+
+    clean = _samples(unet, schedule, noise(cfg.clean_samples), cfg.sample_steps)
+    quality_noise, asr_noise = noise(cfg.quality_samples), noise(cfg.asr_samples)
+    reference = reference_features(features)
+    before = _samples(unet, schedule, quality_noise, cfg.sample_steps)
+    target = finding.target if finding.target is not None else _chain_median(unet, schedule, finding, asr_noise, cfg)
+    asr_before = inverted_asr(unet, schedule, finding, asr_noise, cfg.asr_steps, target)
+
+    teacher = copy.deepcopy(unet).eval().requires_grad_(False)  # the original: the fine-tune's teacher
+    graph = channel_graph(unet)
+    count = int(cfg.ratio * graph.total_channels)
+    gain, damage, score_evals = channel_saliency(unet, schedule, graph.candidates, clean, hypothesis=finding.hypothesis,
+                                                 trigger=finding.trigger, gamma=finding.gamma, config=cfg.saliency,
+                                                 generator=gen)
+    picks = choose_channels(gain, damage, count) if count else []
+    pruned = [graph.candidates[k] for k in picks]
+    zero_channels(pruned)
+    tuned = finetune(unet, teacher, schedule, clean, hypothesis=finding.hypothesis, trigger=finding.trigger, gamma=finding.gamma,
+                     pruned=pruned, config=cfg.finetune, generator=gen)
+    after = _samples(unet, schedule, quality_noise, cfg.sample_steps)
+    asr_after = inverted_asr(unet, schedule, finding, asr_noise, cfg.asr_steps, target)
+
+    plan = {"uri": str(ckpt.inventory.unet_dir), "method": "trigger-guided Taylor saliency, zeroed in place",
+            "total_channels": graph.total_channels, "candidates": len(graph.candidates),
+            "pruned": [{"channel": graph.candidates[k].name, "backdoor_gain": float(gain[k]),
+                        "clean_damage": float(damage[k])} for k in picks],
+            "finding": {"hypothesis": finding.hypothesis, "gamma": finding.gamma},
+            "config": asdict(cfg), "finetune": tuned, "scanner_version": scanner.__version__}
+    save_pipeline(unet.cpu(), ckpt.scheduler_config, out_dir,
+                  extra={"repair_plan.json": json.dumps(plan, indent=1, sort_keys=True)})
+    return {
+        "repaired_uri": str(out_dir), "pruned_channels": len(picks), "total_channels": graph.total_channels,
+        "pruning_ratio": len(picks) / graph.total_channels, "asr_before": asr_before, "asr_after": asr_after,
+        "quality_before": frechet_distance(features(before), reference),
+        "quality_after": frechet_distance(features(after), reference),
+        "sample_mse": float((after - before).pow(2).mean()),
+        "finetune_steps": cfg.finetune.steps, "unet_evals": int(score_evals + tuned["unet_evals"]),
+    }
+
+
+def _chain_median(unet, schedule, finding: Finding, noise: torch.Tensor, cfg: RepairConfig) -> torch.Tensor:
+    from scanner.detect.target import recover_target
+
+    target, _ = recover_target(CountingEps(unet), schedule, noise, hypothesis=finding.hypothesis,
+                               trigger=finding.trigger[None].to(noise.device), gamma=finding.gamma, steps=cfg.asr_steps)
+    return target.cpu()

@@ -1,0 +1,113 @@
+"""Repair: the coupling graph, the quality metric, and `zoo-audit repair` end to end on a real backdoor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ray_jobs.cli import app
+from scanner.repair import channel_graph, frechet_distance, zero_channels
+from scanner.results import REPAIR_SCHEMA, write_part
+from tests.conftest import tiny_unet_kwargs
+
+SMALL = """
+[repair]
+quality_samples = 32
+clean_samples = 32
+[repair.finetune]
+steps = 10
+batch = 8
+"""
+
+
+def test_channel_graph_lists_internal_channels_and_zeroing_silences_every_coupled_slice():
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(**tiny_unet_kwargs()).eval()
+    graph = channel_graph(unet)
+    roots = {ch.name.split("[")[0] for ch in graph.candidates}
+    assert roots and all(r.endswith((".conv1", ".to_v")) for r in roots)
+    assert graph.total_channels > len(graph.candidates)  # residual-stream groups count but are not candidates
+    ch = next(c for c in graph.candidates if c.name.startswith("down_blocks.0.resnets.0.conv1["))
+    idx = int(ch.name.split("[")[1].rstrip("]"))
+    block = unet.down_blocks[0].resnets[0]
+    seen = {}
+    block.norm2.register_forward_hook(lambda m, i, o: seen.update(out=o))
+    zero_channels([ch])
+    unet(torch.randn(2, 1, 16, 16), torch.tensor([3, 3]))
+    assert seen["out"][:, idx].abs().max() == 0  # conv1 row, bias, time projection and GroupNorm affine all zeroed
+    assert block.conv2.weight[:, idx].abs().max() == 0  # and conv2's input column
+    assert seen["out"][:, (idx + 1) % seen["out"].shape[1]].abs().max() > 0
+
+
+def test_frechet_distance_is_zero_on_equal_sets_and_the_squared_mean_shift_on_shifted_ones():
+    a = torch.randn(500, 4, generator=torch.Generator().manual_seed(0))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, a + torch.tensor([1.0, 2.0, 0.0, 0.0])) == pytest.approx(5.0, rel=1e-6)
+    with pytest.raises(ValueError, match="equal D"):
+        frechet_distance(a, a[:, :3])
+
+
+@pytest.mark.slow
+def test_digits_classifier_is_a_real_classifier():
+    from scanner.repair import digits_classifier
+
+    _, accuracy = digits_classifier(16)
+    assert accuracy >= 0.9
+
+
+def test_repair_turns_an_unreadable_finding_into_an_error_row(tmp_path):
+    table = tmp_path / "scan"
+    write_part([{"uri": str(tmp_path / "m"), "verdict": "backdoored", "hypothesis": "trojan", "gamma": 0.5}], table)
+    result = CliRunner().invoke(app, ["repair", str(tmp_path), "--out", str(tmp_path / "out"), "--scan-table", str(table)])
+    assert result.exit_code == 2, result.output
+    rows = pq.read_table(tmp_path / "out" / "repair", schema=REPAIR_SCHEMA).to_pylist()
+    assert len(rows) == 1 and "no trigger_path" in rows[0]["error"] and rows[0]["repaired_uri"] is None
+
+
+@pytest.mark.slow
+def test_repair_cli_repairs_the_flagged_model_only_and_stock_diffusers_loads_it(fixture_zoo, tmp_path):
+    zoo = tmp_path / "zoo"
+    for name in ("baddiffusion-box10", "clean-twin-a"):
+        shutil.copytree(fixture_zoo / "models" / name, zoo / name)
+    config = tmp_path / "repair.toml"
+    config.write_text(SMALL)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["repair", str(zoo), "--out", str(out), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out / "repair").to_pylist()
+    assert [Path(r["uri"]).name for r in rows] == ["baddiffusion-box10"]  # the twin was scanned clean: not written
+    row = rows[0]
+    assert row["error"] is None and 0 < row["pruning_ratio"] <= 0.02
+    assert row["asr_before"] >= 0.5 and row["asr_after"] <= 0.1
+    assert sorted(p.name for p in (out / "repaired").iterdir()) == ["baddiffusion-box10"]
+    repaired = Path(row["repaired_uri"])
+    plan = json.loads((repaired / "repair_plan.json").read_text())
+    assert len(plan["pruned"]) == row["pruned_channels"]
+    code = (  # a fresh interpreter that imports only diffusers: stock loading, then sampling
+        "import sys, torch\n"
+        "from diffusers import DDPMPipeline, UNet2DModel\n"
+        f"pipe = DDPMPipeline.from_pretrained({str(repaired)!r})\n"
+        f"UNet2DModel.from_pretrained({str(repaired / 'unet')!r})\n"
+        "img = pipe(batch_size=2, num_inference_steps=3, output_type='np').images\n"
+        "assert img.shape == (2, 16, 16, 1), img.shape\n"
+        "assert not any(m.split('.')[0] in ('scanner', 'ray_jobs') for m in sys.modules)\n"
+        "w = pipe.unet.state_dict()\n"
+        "print('ok', sum(int((v == 0).all()) for v in w.values()))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel.from_pretrained(repaired / "unet")
+    first = plan["pruned"][0]["channel"]
+    module_name, idx = first.split("[")[0], int(first.split("[")[1].rstrip("]"))
+    assert unet.get_submodule(module_name).weight[int(idx)].abs().max() == 0  # the plan's channel is zero on disk
