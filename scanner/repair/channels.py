@@ -86,13 +86,3 @@ def zero_channels(channels: list[Channel]) -> None:
         for p, dim, idx in ch.slices:
             p.select(dim, idx).zero_()
 
-
-def saved(channel: Channel) -> list[torch.Tensor]:
-    """Copies of a channel's slices, for `restore` after a trial ablation."""
-    return [p.detach().select(dim, idx).clone() for p, dim, idx in channel.slices]
-
-
-@torch.no_grad()
-def restore(channel: Channel, values: list[torch.Tensor]) -> None:
-    for (p, dim, idx), v in zip(channel.slices, values):
-        p.select(dim, idx).copy_(v)
