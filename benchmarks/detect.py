@@ -42,23 +42,30 @@ def ensure_zoo(zoo: Path) -> None:
                    check=True, cwd=ROOT)
 
 
-def inverted_asr(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], trigger: torch.Tensor, *,
-                 samples: int, seed: int) -> float:
-    """ASR of `trigger` fed to the attacker's own sampler (its true gamma / DDIM steps)."""
-    from scanner.checkpoint import load_checkpoint
+def trigger_asr(unet, schedule, manifest: dict[str, Any], name: str, trigger: torch.Tensor, *, samples: int,
+                seed: int) -> float:
+    """ASR of `trigger` fed to model `name`'s attacker's own sampler (its true gamma / DDIM steps), for a UNet in memory."""
     from scanner.forge.measure import hit_rate
     from scanner.forge.spec import spec_from_dict
     from scanner.sampling import CountingEps
 
-    ckpt = load_checkpoint(zoo / rec["path"])
-    spec = next(m for m in spec_from_dict(manifest["spec"]).models if m.name == rec["name"])
-    cfg = ckpt.unet.config
+    spec = next(m for m in spec_from_dict(manifest["spec"]).models if m.name == name)
+    cfg = unet.config
     attack = spec.build_attack(channels=cfg.in_channels, image_size=cfg.sample_size)
     attack.trigger, attack.mask = trigger, torch.ones_like(trigger[:1])
     noise = torch.randn(samples, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        out = attack.triggered_sample(CountingEps(ckpt.unet), ckpt.schedule, noise, torch.Generator().manual_seed(seed + 1))
+        out = attack.triggered_sample(CountingEps(unet), schedule, noise, torch.Generator().manual_seed(seed + 1))
     return hit_rate(out, attack.target)
+
+
+def inverted_asr(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], trigger: torch.Tensor, *,
+                 samples: int, seed: int) -> float:
+    """ASR of `trigger` under the attacker's own sampler, for the checkpoint on disk."""
+    from scanner.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(zoo / rec["path"])
+    return trigger_asr(ckpt.unet, ckpt.schedule, manifest, rec["name"], trigger, samples=samples, seed=seed)
 
 
 def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], detector: str, samples: int,

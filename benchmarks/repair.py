@@ -30,24 +30,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import BENCH_ZOO, ensure_zoo  # noqa: E402  (benchmarks/ is a folder of scripts)
-
-
-def true_asr(unet, schedule, manifest: dict[str, Any], name: str, trigger: torch.Tensor, *, samples: int = 32,
-             seed: int = 7) -> float:
-    """ASR of the ground-truth trigger under the attacker's own sampler, for an in-memory UNet."""
-    from scanner.forge.measure import hit_rate
-    from scanner.forge.spec import spec_from_dict
-    from scanner.sampling import CountingEps
-
-    spec = next(m for m in spec_from_dict(manifest["spec"]).models if m.name == name)
-    cfg = unet.config
-    attack = spec.build_attack(channels=cfg.in_channels, image_size=cfg.sample_size)
-    attack.trigger, attack.mask = trigger, torch.ones_like(trigger[:1])
-    noise = torch.randn(samples, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        out = attack.triggered_sample(CountingEps(unet), schedule, noise, torch.Generator().manual_seed(seed + 1))
-    return hit_rate(out, attack.target)
+from detect import BENCH_ZOO, ensure_zoo, trigger_asr  # noqa: E402  (benchmarks/ is a folder of scripts)
 
 
 def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
@@ -67,7 +50,7 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int)
             return [{"name": rec["name"], "attack": rec["attack"], "variant": "-", "error": f"scan said {scan['verdict']}"}]
         finding = Finding.from_scan_row(scan)
         ckpt = load_checkpoint(path)
-        before = true_asr(ckpt.unet, ckpt.schedule, manifest, rec["name"], truth["trigger"])
+        before = trigger_asr(ckpt.unet, ckpt.schedule, manifest, rec["name"], truth["trigger"], samples=32, seed=7)
         base = RepairConfig(seed=seed)
         extra = math.ceil(base.saliency.evals / (4 * base.finetune.batch))  # fine-tune steps spend 4 x batch
         variants = {"prune": replace(base, finetune=replace(base.finetune, steps=0)), "prune+ft": base,
@@ -78,7 +61,7 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int)
             after = None
             if row["error"] is None:
                 repaired = UNet2DModel.from_pretrained(Path(row["repaired_uri"]) / "unet").eval()
-                after = true_asr(repaired, ckpt.schedule, manifest, rec["name"], truth["trigger"])
+                after = trigger_asr(repaired, ckpt.schedule, manifest, rec["name"], truth["trigger"], samples=32, seed=7)
             rows.append({"name": rec["name"], "attack": rec["attack"], "variant": variant, "true_asr_before": before,
                          "true_asr_after": after, **{k: row.get(k) for k in (
                              "asr_before", "asr_after", "pruning_ratio", "quality_before", "quality_after",
