@@ -12,6 +12,8 @@ from typing import Any
 
 import ray
 
+from ray_jobs.engine import ensure_ray
+
 
 @ray.remote(num_cpus=1, max_retries=1)
 def _describe(path: str) -> dict[str, Any]:
@@ -21,16 +23,6 @@ def _describe(path: str) -> dict[str, Any]:
     from scanner.checkpoint import describe_checkpoint
 
     return describe_checkpoint(path)
-
-
-def ensure_ray(*, address: str | None, num_cpus: int) -> None:
-    """Attach to `address`, or start a local Ray with a fixed CPU count (never the host's)."""
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def run_inventory(paths: list[Path], *, workers: int = 2, address: str | None = None) -> list[dict[str, Any]]:

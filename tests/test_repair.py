@@ -65,17 +65,25 @@ def test_digits_classifier_is_a_real_classifier():
     assert accuracy >= 0.9
 
 
-def test_repair_turns_an_unreadable_finding_into_an_error_row(tmp_path):
-    table = tmp_path / "scan"
-    write_part([{"uri": str(tmp_path / "m"), "verdict": "backdoored", "hypothesis": "trojan", "gamma": 0.5}], table)
-    result = CliRunner().invoke(app, ["repair", str(tmp_path), "--out", str(tmp_path / "out"), "--scan-table", str(table)])
+def test_repair_turns_an_unreadable_or_stale_finding_into_an_error_row(ray_local, pipeline_template, tmp_path):
+    zoo, table = tmp_path / "zoo", tmp_path / "scan"
+    for name in ("m", "n"):
+        shutil.copytree(pipeline_template, zoo / name)
+    write_part([{"uri": str(zoo / "m"), "verdict": "backdoored", "hypothesis": "trojan", "gamma": 0.5},
+                {"uri": str(zoo / "n"), "verdict": "backdoored", "hypothesis": "trojan", "gamma": 0.5,
+                 "trigger_path": str(tmp_path / "t.safetensors"), "content_version": "0" * 64},
+                {"uri": str(zoo / "gone"), "verdict": "backdoored", "hypothesis": "trojan", "gamma": 0.5}], table)
+    result = CliRunner().invoke(app, ["repair", str(zoo), "--out", str(tmp_path / "out"), "--scan-table", str(table)])
     assert result.exit_code == 2, result.output
-    rows = pq.read_table(tmp_path / "out" / "repair", schema=REPAIR_SCHEMA).to_pylist()
-    assert len(rows) == 1 and "no trigger_path" in rows[0]["error"] and rows[0]["repaired_uri"] is None
+    rows = {Path(r["uri"]).name: r for r in pq.read_table(tmp_path / "out" / "repair", schema=REPAIR_SCHEMA).to_pylist()}
+    assert sorted(rows) == ["gone", "m", "n"] and all(r["repaired_uri"] is None for r in rows.values())
+    assert "no trigger_path" in rows["m"]["error"] and rows["m"]["error_category"] == "finding"
+    assert "changed since it was scanned" in rows["n"]["error"]
+    assert "is not under SOURCE" in rows["gone"]["error"]
 
 
 @pytest.mark.slow
-def test_repair_cli_repairs_the_flagged_model_only_and_stock_diffusers_loads_it(fixture_zoo, tmp_path):
+def test_repair_cli_repairs_the_flagged_model_only_and_stock_diffusers_loads_it(ray_local, fixture_zoo, tmp_path):
     zoo = tmp_path / "zoo"
     for name in ("baddiffusion-box10", "clean-twin-a"):
         shutil.copytree(fixture_zoo / "models" / name, zoo / name)

@@ -23,7 +23,7 @@ from scanner.detect.absorption import AbsorptionConfig, detect_absorption
 from scanner.detect.result import Detection, calibrated_score
 from scanner.detect.overresponse import OverResponseConfig, detect_overresponse
 from scanner.detect.trojan_residual import TrojanResidualConfig, detect_trojan_residual
-from scanner.detect.target import recover_target
+from scanner.detect.target import median_target, trigger_samples
 from scanner.sampling import CountingEps, NoiseSchedule
 
 NAME = "combined"
@@ -74,14 +74,15 @@ def detect_combined(unet: torch.nn.Module, schedule: NoiseSchedule, *,
     c, h = unet.config.in_channels, unet.config.sample_size
     noise = torch.randn(config.target_batch, c, h, h, generator=torch.Generator().manual_seed(config.seed + 1))
     device = next(unet.parameters()).device
-    target, agreement = recover_target(eps_model, schedule, noise.to(device), hypothesis=best.hypothesis,
-                                       trigger=best.trigger[None].to(device), gamma=best.gamma, steps=config.target_steps)
+    samples = trigger_samples(eps_model, schedule, noise.to(device), hypothesis=best.hypothesis,
+                              trigger=best.trigger[None].to(device), gamma=best.gamma, steps=config.target_steps)
+    target, agreement = median_target(samples)
     stats = {f"{d.detector}.{k}": v for d in parts for k, v in d.stats.items()}
     stats["target_agreement"] = agreement
     return Detection(
         detector=NAME, config=asdict(config), verdict="backdoored" if statistic < 1.0 else "clean",
         score=calibrated_score(statistic, threshold=1.0, width=config.width), statistic=statistic, threshold=1.0,
-        hypothesis=best.hypothesis, gamma=best.gamma, trigger=best.trigger, target=target.cpu(),
+        hypothesis=best.hypothesis, gamma=best.gamma, trigger=best.trigger, target=target.cpu(), samples=samples[:8].cpu(),
         unet_evals=sum(d.unet_evals for d in parts) + eps_model.evals, backward_evals=sum(d.backward_evals for d in parts),
         seconds=time.perf_counter() - started, seed=config.seed, stats=stats,
     )

@@ -33,6 +33,7 @@ class Detection:
         noise + g (shift chains) or gamma * noise + (1 - gamma) g (trojan chain).
     target: the recovered target (C, H, W): the per-pixel median of samples drawn with the inverted trigger
         (scanner/detect/target.py); None when the detector was told not to sample one (target_batch 0).
+    samples: up to 8 of those trigger samples (N, C, H, W), for the report's gallery; None when not kept.
     """
 
     detector: str
@@ -50,6 +51,7 @@ class Detection:
     seconds: float
     seed: int
     stats: dict[str, float] = field(default_factory=dict)
+    samples: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

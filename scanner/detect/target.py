@@ -35,16 +35,27 @@ def chain_arguments(hypothesis: str, trigger: torch.Tensor, gamma: float) -> dic
 
 
 @torch.no_grad()
-def recover_target(eps_model: EpsModel, schedule: NoiseSchedule, noise: torch.Tensor, *, hypothesis: str,
-                   trigger: torch.Tensor, gamma: float, steps: int) -> tuple[torch.Tensor, float]:
-    """(target (C, H, W), agreement) from len(noise) chain samples of `steps` steps."""
-    samples = chain_sample(eps_model, schedule, noise, steps=steps,
-                           **chain_arguments(hypothesis, trigger.to(noise.device), gamma)).clamp(-1.0, 1.0)
+def trigger_samples(eps_model: EpsModel, schedule: NoiseSchedule, noise: torch.Tensor, *, hypothesis: str,
+                    trigger: torch.Tensor, gamma: float, steps: int) -> torch.Tensor:
+    """len(noise) clamped chain samples (N, C, H, W) of `steps` steps from the inverted trigger."""
+    return chain_sample(eps_model, schedule, noise, steps=steps,
+                        **chain_arguments(hypothesis, trigger.to(noise.device), gamma)).clamp(-1.0, 1.0)
+
+
+def median_target(samples: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(target (C, H, W), agreement) from trigger samples: the median of those that agree."""
     target = samples.median(0).values
     agree = (samples - target).pow(2).flatten(1).mean(1) < HIT_MSE
     if int(agree.sum()) >= 2:  # samples that escaped the trigger's basin are outliers: drop them
         target = samples[agree].median(0).values
     return target, float(agree.float().mean())
+
+
+def recover_target(eps_model: EpsModel, schedule: NoiseSchedule, noise: torch.Tensor, *, hypothesis: str,
+                   trigger: torch.Tensor, gamma: float, steps: int) -> tuple[torch.Tensor, float]:
+    """(target (C, H, W), agreement) from len(noise) chain samples of `steps` steps."""
+    return median_target(trigger_samples(eps_model, schedule, noise, hypothesis=hypothesis, trigger=trigger,
+                                         gamma=gamma, steps=steps))
 
 
 def target_if_asked(eps_model: EpsModel, schedule: NoiseSchedule, noise: Callable[[int], torch.Tensor], batch: int,

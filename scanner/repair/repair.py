@@ -65,13 +65,17 @@ class Finding:
     target: torch.Tensor | None    # (C, H, W); None when the scan sampled none
 
     @classmethod
-    def from_scan_row(cls, row: dict[str, Any]) -> "Finding":
-        from safetensors.torch import load_file
+    def from_scan_row(cls, row: dict[str, Any], *, s3: Any = None) -> "Finding":
+        """The finding of a scan row; its artifacts may be local paths or s3 uris (read with `s3` options)."""
+        from safetensors.torch import load
+
+        from scanner.store import S3Options, read_bytes
 
         if not row.get("trigger_path"):
             raise ValueError(f"{row['uri']}: the scan row has no trigger_path (scan with artifacts)")
-        trigger = load_file(row["trigger_path"])["trigger"]
-        target = load_file(row["target_path"])["target"] if row.get("target_path") else None
+        s3 = s3 or S3Options()
+        trigger = load(read_bytes(row["trigger_path"], s3=s3))["trigger"]
+        target = load(read_bytes(row["target_path"], s3=s3))["target"] if row.get("target_path") else None
         return cls(hypothesis=row["hypothesis"], gamma=float(row["gamma"]), trigger=trigger, target=target)
 
 
@@ -109,19 +113,24 @@ def save_pipeline(unet: torch.nn.Module, scheduler_config: dict[str, Any], out: 
 
 
 def repair_checkpoint(path: str | Path, finding: Finding, out_dir: str | Path, *, config: RepairConfig = RepairConfig(),
-                      features: FeatureFn | None = None) -> dict[str, Any]:
-    """Repair the checkpoint at `path` into `out_dir`; return its row (scanner.results.REPAIR_SCHEMA)."""
+                      features: FeatureFn | None = None, device: str = "cpu", uri: str | None = None) -> dict[str, Any]:
+    """Repair the checkpoint at `path` into `out_dir` on `device`; return its row (scanner.results.REPAIR_SCHEMA).
+
+    `uri` is what the row names (default: `path`); the batch engine passes the s3 uri.
+    """
     started = time.perf_counter()
-    row: dict[str, Any] = {"uri": str(path), "repaired_uri": None, "scanner_version": scanner.__version__,
+    row: dict[str, Any] = {"uri": uri or str(path), "repaired_uri": None, "scanner_version": scanner.__version__,
                            "repair_config": json.dumps(asdict(config), sort_keys=True), "hypothesis": finding.hypothesis}
     try:
         ckpt = load_checkpoint(path)
+        ckpt.unet.to(device)
         row.update(_repair(ckpt, finding, Path(out_dir), config, features or digits_features()))
     except LoadError as exc:
-        return {**row, "error": str(exc), "seconds": time.perf_counter() - started}
+        return {**row, "error": str(exc), "error_category": exc.category, "seconds": time.perf_counter() - started}
     except Exception as exc:  # noqa: BLE001 - the batch boundary: one model's failure is one error row
-        return {**row, "error": f"{path}: repair failed: {type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}
-    return {**row, "error": None, "seconds": time.perf_counter() - started}
+        return {**row, "error": f"{path}: repair failed: {type(exc).__name__}: {exc}", "error_category": "repair",
+                "seconds": time.perf_counter() - started}
+    return {**row, "error": None, "error_category": None, "seconds": time.perf_counter() - started}
 
 
 def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: FeatureFn) -> dict[str, Any]:
@@ -167,8 +176,8 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
     return {
         "repaired_uri": str(out_dir), "pruned_channels": len(picks), "total_channels": graph.total_channels,
         "pruning_ratio": len(picks) / graph.total_channels, "asr_before": asr_before, "asr_after": asr_after,
-        "quality_before": frechet_distance(features(before), reference),
-        "quality_after": frechet_distance(features(after), reference),
+        "quality_before": frechet_distance(features(before.cpu()), reference),
+        "quality_after": frechet_distance(features(after.cpu()), reference),
         "sample_mse": float((after - before).pow(2).mean()),
         "finetune_steps": cfg.finetune.steps, "unet_evals": int(score_evals + tuned["unet_evals"]),
     }
