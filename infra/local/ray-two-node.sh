@@ -26,9 +26,23 @@ start)
     mkdir -p "$(dirname "$RAY_AUTH_TOKEN_PATH")"
     (umask 077 && python -c "import secrets; print(secrets.token_hex(32))" > "$RAY_AUTH_TOKEN_PATH")
   fi
+  # Two nodes on one host must not share their agents' ports (the defaults, e.g. 52365, are fixed;
+  # a clash leaves a node without a job agent and job submission fails with "No available agent").
+  node_ports() {
+    python - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+a, g, m, r = (s.getsockname()[1] for s in socks)
+print(f"--dashboard-agent-listen-port {a} --dashboard-agent-grpc-port {g} --metrics-export-port {m} --runtime-env-agent-port {r}")
+PY
+  }
+  # shellcheck disable=SC2046
   ray start --head --port "$PORT" --num-cpus "$CPUS" --num-gpus 0 --include-dashboard true \
-    --dashboard-host 127.0.0.1 --dashboard-port "$DASH" --disable-usage-stats >/dev/null
-  ray start --address "127.0.0.1:$PORT" --num-cpus "$CPUS" --num-gpus 0 >/dev/null
+    --dashboard-host 127.0.0.1 --dashboard-port "$DASH" --disable-usage-stats $(node_ports) >/dev/null
+  # shellcheck disable=SC2046
+  ray start --address "127.0.0.1:$PORT" --num-cpus "$CPUS" --num-gpus 0 $(node_ports) >/dev/null
   echo "RAY_ADDRESS=127.0.0.1:$PORT"
   echo "DASHBOARD=http://127.0.0.1:$DASH"
   ;;
