@@ -126,8 +126,9 @@ def run_batch(job: Any, tasks: list[Any], *, sink: TableSink, config: EngineConf
                 if attempts[task.key] < config.max_attempts:
                     todo.appendleft(task)
                     continue
-                row = job.failure_row(task, "worker_lost", f"{task.uri}: {attempts[task.key]} workers died on it; "
-                                      f"last: {type(exc).__name__}", seconds=time.monotonic() - started)
+                row = job.failure_row(task, "worker_lost", f"{task.uri}: its worker died on each of {attempts[task.key]} "
+                                      f"attempts (--max-attempts); last: {type(exc).__name__}",
+                                      seconds=time.monotonic() - started)
             finish(task, row)
         now = time.monotonic()
         for ref, (actor, task, started) in list(pending.items()):

@@ -116,11 +116,9 @@ def _job_workers_running() -> list[int]:
     return pids
 
 
-def test_a_worker_sigkilled_midway_is_retried_on_a_new_actor(fixture_zoo, tmp_path):
-    out = tmp_path / "out"
-    driver = subprocess.Popen([sys.executable, "-m", "ray_jobs.scan", str(fixture_zoo / "models"), "--out", str(out),
-                               "--workers", "2", *cheap_config(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+def _kill_a_busy_worker_during(cmd: list[str]) -> str:
+    """Run the driver `cmd`, SIGKILL one worker while it runs a task, return the driver's stdout."""
+    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 240
     while not (busy := _job_workers_running()):
         assert driver.poll() is None and time.monotonic() < deadline, "no worker ever ran a task"
@@ -128,10 +126,24 @@ def test_a_worker_sigkilled_midway_is_retried_on_a_new_actor(fixture_zoo, tmp_pa
     os.kill(busy[0], signal.SIGKILL)
     stdout, _ = driver.communicate(timeout=300)
     assert driver.returncode == 0, stdout
+    return stdout
+
+
+@pytest.mark.parametrize("max_attempts", [3, 1])
+def test_a_worker_sigkilled_midway_is_retried_on_a_new_actor_up_to_max_attempts(max_attempts, fixture_zoo, tmp_path):
+    out = tmp_path / "out"
+    _kill_a_busy_worker_during([sys.executable, "-m", "ray_jobs.scan", str(fixture_zoo / "models"), "--out", str(out),
+                                "--workers", "2", "--max-attempts", str(max_attempts), *cheap_config(tmp_path)])
     rows = TableSink(out / "scan", schema=SCAN_SCHEMA).read().to_pylist()
     assert len(rows) == 6 and len({r["uri"] for r in rows}) == 6
-    assert all(r["error"] is None for r in rows)  # the killed worker's checkpoint was redone, not lost
-    assert sorted(r["attempts"] for r in rows) == [1, 1, 1, 1, 1, 2]
+    if max_attempts > 1:  # the killed worker's checkpoint was redone on a new actor, not lost
+        assert all(r["error"] is None for r in rows)
+        assert sorted(r["attempts"] for r in rows) == [1, 1, 1, 1, 1, 2]
+    else:  # no retry left: one error row naming the checkpoint, and the batch went on
+        lost = [r for r in rows if r["error"]]
+        assert len(lost) == 1 and lost[0]["error_category"] == "worker_lost" and lost[0]["verdict"] == "error"
+        assert lost[0]["uri"] in lost[0]["error"] and "died on each of 1 attempts" in lost[0]["error"]
+        assert all(r["attempts"] == 1 for r in rows)
 
 
 def test_a_slow_checkpoint_gets_a_timeout_row_and_the_batch_goes_on(ray_local, fixture_zoo, tmp_path):

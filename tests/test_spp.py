@@ -92,5 +92,42 @@ def test_spp_with_lambda_zero_is_exactly_fine_tuning():
     assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), spp.parameters()))
     held = copy.deepcopy(net)
     train_task(held, held, x, y, config=cfg, omega=omega, lam=1e6)  # a huge lambda holds the scored weights
-    moved = lambda m: float((m[0].weight - net[0].weight).abs().max())  # noqa: E731
+    moved = lambda m: float((m[0].weight - net[0].weight).detach().abs().max())  # noqa: E731
     assert moved(held) < moved(plain)
+
+
+def test_ewc_and_mas_match_their_closed_forms_on_the_two_parameter_model():
+    from scanner.spp import ewc_importance, mas_importance
+
+    w, xs, ys = (1.5, 0.5), [0.5, -1.0, 2.0, 1.5], [0, 1, 1, 0]
+    model = TwoWeights(*w)
+    x = torch.tensor(xs, dtype=torch.float64)
+    ewc = ewc_importance(model.named_parameters(), model, x, torch.tensor(ys))["w"]
+    mas = mas_importance(model.named_parameters(), model, x)["w"]
+    fisher, mag = [0.0, 0.0], [0.0, 0.0]
+    for xi, yi in zip(xs, ys):
+        e = [math.exp(w[0] * xi), math.exp(w[1] * xi)]
+        p = [v / sum(e) for v in e]
+        for k in range(2):
+            fisher[k] += (xi * ((k == yi) - p[k])) ** 2 / len(xs)  # d(-log p_y)/dw_k = -x (1[k=y] - p_k)
+            mag[k] += abs(2 * w[k] * xi * xi) / len(xs)  # d(z_1^2 + z_2^2)/dw_k = 2 w_k x^2
+    assert torch.allclose(ewc, torch.tensor(fisher, dtype=torch.float64))
+    assert torch.allclose(mas, torch.tensor(mag, dtype=torch.float64))
+
+
+def test_spp_plus_keeps_protecting_a_task_the_model_already_fits():
+    from scanner.spp import spp_plus_importance
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+    x = torch.randn(128, 8)
+    y = (x[:, 0] > 0).long()
+    train_task(net, net, x, y, config=TrainConfig(epochs=60, batch=32, lr=1e-2))
+    assert float((net(x).argmax(1) == y).float().mean()) > 0.97  # fit, and confident
+    params = lambda: net[0].named_parameters(prefix="0")  # noqa: E731
+    spp = spp_importance(params(), net, x.split(32))
+    plus = spp_plus_importance(params(), net, x, temperature=2.0)
+    share_freed = lambda om: float(sum((o == 0).sum() for o in om.values()) / sum(o.numel() for o in om.values()))  # noqa: E731
+    assert share_freed(plus) == 0.0 < share_freed(spp)  # SPP's clamp frees weights the fit task still uses
+    doubled = spp_plus_importance(params(), net, torch.cat([x, x]), temperature=2.0)
+    assert torch.allclose(doubled["0.weight"], plus["0.weight"])  # a per-sample mean: the data's size does not scale it
