@@ -91,8 +91,7 @@ def run_repair(request: RepairRequest, *, engine: Any, address: str | None = Non
         on_start(len(tasks), sum(t.key in done for t in tasks))
     ensure_ray(address=address, num_cpus=max(1, int(engine.workers * engine.cpus_per_worker)))
     result = run_batch(job, tasks, sink=sink, config=engine, on_row=on_row)
-    keys = {t.key for t in tasks} | {p["row_key"] for p in problems}
-    return [r for r in sink.read().to_pylist() if r["row_key"] in keys], result
+    return sink.read(keys={t.key for t in tasks} | {p["row_key"] for p in problems}).to_pylist(), result
 
 
 def main(argv: list[str] | None = None) -> int:

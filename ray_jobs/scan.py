@@ -61,9 +61,7 @@ def run_scan(request: ScanRequest, *, engine: Any, address: str | None = None,
         on_start(len(tasks), sum(t.key in done for t in tasks))
     ensure_ray(address=address, num_cpus=max(1, int(engine.workers * engine.cpus_per_worker)))
     result = run_batch(job, tasks, sink=sink, config=engine, on_row=on_row)
-    keys = {t.key for t in tasks}
-    rows = [r for r in sink.read().to_pylist() if r["row_key"] in keys]
-    return rows, result
+    return sink.read(keys={t.key for t in tasks}).to_pylist(), result
 
 
 def exit_code(rows: list[dict[str, Any]]) -> int:

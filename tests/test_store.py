@@ -62,6 +62,7 @@ def test_a_row_key_is_written_once_whatever_happens(where, moto_s3, tmp_path):
     table = sink.read()
     assert sink.keys() == {"ab12", "cd34"} and table.num_rows == 2 and table.schema.equals(SCAN_SCHEMA)
     assert {r["uri"]: r["verdict"] for r in table.to_pylist()} == {"a": "clean", "b": "clean"}
+    assert [r["uri"] for r in sink.read(keys={"cd34", "9999"}).to_pylist()] == ["b"]
     with pytest.raises(ValueError, match="not in the schema: \\['colour'\\]"):
         sink.write({"uri": "c", "colour": "red"}, key="ef56")
     if where == "local":  # no temporary files left; pyarrow reads the directory as one dataset

@@ -54,9 +54,10 @@ class TableSink:
         name = f"part-{key}.parquet"
         return self._put_s3(name, buf.getvalue()) if self.loc.is_s3 else self._put_local(name, buf.getvalue())
 
-    def read(self) -> pa.Table:
-        """Every row, as one table with this sink's schema (empty when there are none)."""
-        tables = [pq.read_table(io.BytesIO(self._get(n))) for n in sorted(self._names()) if PART.match(n)]
+    def read(self, *, keys: set[str] | None = None) -> pa.Table:
+        """Every row (or only those with these row keys, fetching no other part), as one table."""
+        names = sorted(n for n in self._names() if (m := PART.match(n)) and (keys is None or m.group(1) in keys))
+        tables = [pq.read_table(io.BytesIO(self._get(n))) for n in names]
         return pa.concat_tables(tables) if tables else self.schema.empty_table()
 
     def _names(self) -> list[str]:
