@@ -237,6 +237,51 @@ def _repair(source: str, out: str, *, scan_table: str | None, config: Path | Non
 
 
 @app.command()
+def compress(
+    source: Source,
+    out: Out,
+    sparsity: Annotated[Optional[float], typer.Option("--sparsity", help="Share of channels to remove, in (0, 1); rounded to whole GroupNorm groups (default 0.3).")] = None,
+    importance: Annotated[Optional[str], typer.Option("--importance", help="Channel importance: spp (default), magnitude or taylor.")] = None,
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [compress] table (and [compress.recover]) overrides the settings."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Compression seed."),
+    workers: Workers = 2, cpus_per_worker: CpusPerWorker = 1.0, gpus_per_worker: GpusPerWorker = 0.0,
+    timeout: Timeout = 3600.0, max_attempts: MaxAttempts = 3, endpoint_url: EndpointUrl = None,
+    address: Address = None, cache_dir: CacheDir = "/tmp/zoo-audit-cache",
+) -> None:
+    """Compress every checkpoint under SOURCE: SPP-scored channel pruning, recovery, stock-diffusers output, on Ray."""
+    raise typer.Exit(_compress(source, out, config=config, address=address,
+                               flags={"sparsity": sparsity, "importance": importance, "seed": seed},
+                               engine=(workers, cpus_per_worker, gpus_per_worker, timeout, max_attempts, cache_dir,
+                                       endpoint_url)))
+
+
+def _compress(source: str, out: str, *, config: Path | None, flags: dict[str, Any], engine: tuple,
+              address: str | None) -> int:
+    from ray_jobs.compress import CompressRequest, run_compress
+    from ray_jobs.progress import BatchProgress
+    from scanner.compress import CompressConfig
+    from scanner.store import S3Options
+
+    try:
+        eng = _engine(*engine)
+        overrides = {**_toml(config).get("compress", {}), **{k: v for k, v in flags.items() if v is not None}}
+        CompressConfig(**overrides)  # validate before any work
+        request = CompressRequest(source=source, out=out, overrides=overrides, s3=S3Options(endpoint_url=engine[-1]))
+        with BatchProgress(console, what="compress", flagged=lambda r: False) as bar:
+            rows, result = run_compress(request, engine=eng, address=address, on_start=bar.on_start, on_row=bar.on_row)
+    except (OSError, ValueError, TypeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return ExitCode.USAGE
+    if not rows:
+        console.print(f"nothing to compress: no checkpoint under {source}")
+        return ExitCode.NOTHING
+    console.print(_table(f"Compression of {source} ({result.skipped} already done)", rows,
+                         ["uri", "params_before", "params_after", "macs_after", "quality_before", "quality_after",
+                          "error"]))
+    return ExitCode.ERRORS if any(r.get("error") for r in rows) else ExitCode.CLEAN
+
+
+@app.command()
 def report(
     out: Annotated[str, typer.Argument(help="A run's OUT (directory or s3:// prefix) holding scan/ (and repair/).")],
     html_dir: Optional[Path] = typer.Option(None, "--html", help="Where to write index.html and schema.html; default OUT/report (./zoo-audit-report for s3)."),
@@ -275,7 +320,7 @@ def report(
 
 
 @app.command()
-def schema(table: Annotated[str, typer.Argument(help="scan or repair")] = "scan") -> None:
+def schema(table: Annotated[str, typer.Argument(help="scan, repair or compress")] = "scan") -> None:
     """Print a result table's columns, types and meanings as Markdown (docs/results.md is made from it)."""
     from scanner.results import SCHEMAS, column_docs
 
@@ -290,7 +335,7 @@ def schema(table: Annotated[str, typer.Argument(help="scan or repair")] = "scan"
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def submit(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="scan or repair: runs `python -m ray_jobs.<job>` with the remaining arguments.")],
+    job: Annotated[str, typer.Argument(help="scan, repair or compress: runs `python -m ray_jobs.<job>` with the remaining arguments.")],
     address: Annotated[str, typer.Option("--address", help="Ray dashboard/Jobs address, e.g. http://127.0.0.1:8265.")] = "http://127.0.0.1:8265",
     working_dir: Annotated[Path, typer.Option("--working-dir", help="Uploaded as the job's working_dir (weights and fixtures excluded).")] = Path("."),
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job's logs until it ends.")] = True,

@@ -141,3 +141,22 @@ def run_batch(job: Any, tasks: list[Any], *, sink: TableSink, config: EngineConf
     for actor in idle:
         ray.kill(actor)
     return result
+
+
+def run_job(job: Any, tasks: list[Any], *, out: str, s3: S3Options, engine: EngineConfig, address: str | None,
+            on_start: Callable[[int, int], None] | None = None,
+            on_row: Callable[[dict[str, Any]], None] | None = None,
+            problems: list[dict[str, Any]] | tuple = ()) -> tuple[list[dict[str, Any]], BatchResult]:
+    """Run `tasks` of `job` into OUT/<job.NAME>/ and read back this run's rows (plus `problems`, rows written as
+    they are: tasks the planner refused)."""
+    from scanner.store import parse_uri
+
+    sink = TableSink(parse_uri(out).child(job.NAME), schema=job.SCHEMA, s3=s3)
+    for row in problems:
+        sink.write(row, key=row["row_key"])
+    if on_start:
+        done = sink.keys()
+        on_start(len(tasks), sum(t.key in done for t in tasks))
+    ensure_ray(address=address, num_cpus=max(1, int(engine.workers * engine.cpus_per_worker)))
+    result = run_batch(job, tasks, sink=sink, config=engine, on_row=on_row)
+    return sink.read(keys={t.key for t in tasks} | {p["row_key"] for p in problems}).to_pylist(), result

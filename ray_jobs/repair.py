@@ -9,7 +9,6 @@ Clean models are never written. Exit codes: 0 when the batch completed, 4 usage;
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -38,16 +37,13 @@ def plan_repair(request: RepairRequest, scanned: list[dict[str, Any]]) -> tuple[
     from scanner.jobs.repair import RepairTask, repair_config_hash
     from scanner.repair import RepairConfig
     from scanner.results import row_key
-    from scanner.store import list_checkpoints
+    from scanner.store import folder_names, list_checkpoints
 
     config = asdict(RepairConfig(**request.overrides))
     listed = {c.uri: c for c in list_checkpoints(request.source, s3=request.s3)}
     flagged = [r for r in scanned if r["verdict"] == "backdoored"]
-    names = [r["uri"].rstrip("/").rsplit("/", 1)[-1] for r in flagged]
     tasks, problems = [], []
-    for r, name in zip(flagged, names):
-        if names.count(name) > 1:  # two checkpoints with one name: keep both, apart
-            name = f"{name}-{hashlib.sha256(r['uri'].encode()).hexdigest()[:12]}"
+    for r, name in zip(flagged, folder_names([r["uri"] for r in flagged])):
         ckpt = listed.get(r["uri"])
         chash = repair_config_hash(config, r.get("row_key") or "")
         if ckpt is None or (r.get("content_version") and r["content_version"] != ckpt.fingerprint):
@@ -72,10 +68,9 @@ def run_repair(request: RepairRequest, *, engine: Any, address: str | None = Non
 
     A flagged checkpoint that is gone or changed since its scan gets an error row, not a repair.
     """
-    from ray_jobs.engine import ensure_ray, run_batch
+    from ray_jobs.engine import run_job
     from scanner.jobs import repair as job
     from scanner.results import SCAN_SCHEMA, TableSink
-    from scanner.store import parse_uri
 
     if request.scan_table is None:
         scanned, _ = run_scan(request.scan or ScanRequest(source=request.source, out=request.out, s3=request.s3),
@@ -83,15 +78,8 @@ def run_repair(request: RepairRequest, *, engine: Any, address: str | None = Non
     else:
         scanned = TableSink(request.scan_table, schema=SCAN_SCHEMA, s3=request.s3).read().to_pylist()
     tasks, problems = plan_repair(request, scanned)
-    sink = TableSink(parse_uri(request.out).child("repair"), schema=job.SCHEMA, s3=request.s3)
-    for row in problems:
-        sink.write(row, key=row["row_key"])
-    if on_start:
-        done = sink.keys()
-        on_start(len(tasks), sum(t.key in done for t in tasks))
-    ensure_ray(address=address, num_cpus=max(1, int(engine.workers * engine.cpus_per_worker)))
-    result = run_batch(job, tasks, sink=sink, config=engine, on_row=on_row)
-    return sink.read(keys={t.key for t in tasks} | {p["row_key"] for p in problems}).to_pylist(), result
+    return run_job(job, tasks, out=request.out, s3=request.s3, engine=engine, address=address, on_start=on_start,
+                   on_row=on_row, problems=problems)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,19 +49,11 @@ def run_scan(request: ScanRequest, *, engine: Any, address: str | None = None,
              on_start: Callable[[int, int], None] | None = None,
              on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[dict[str, Any]], Any]:
     """Plan, run and read back: (the table's rows for this SOURCE and config, the BatchResult)."""
-    from ray_jobs.engine import ensure_ray, run_batch
+    from ray_jobs.engine import run_job
     from scanner.jobs import scan as job
-    from scanner.results import TableSink
-    from scanner.store import parse_uri
 
-    tasks = plan_scan(request)
-    sink = TableSink(parse_uri(request.out).child("scan"), schema=job.SCHEMA, s3=request.s3)
-    if on_start:
-        done = sink.keys()
-        on_start(len(tasks), sum(t.key in done for t in tasks))
-    ensure_ray(address=address, num_cpus=max(1, int(engine.workers * engine.cpus_per_worker)))
-    result = run_batch(job, tasks, sink=sink, config=engine, on_row=on_row)
-    return sink.read(keys={t.key for t in tasks}).to_pylist(), result
+    return run_job(job, plan_scan(request), out=request.out, s3=request.s3, engine=engine, address=address,
+                   on_start=on_start, on_row=on_row)
 
 
 def exit_code(rows: list[dict[str, Any]]) -> int:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-JOBS = ("scan", "repair")
+JOBS = ("scan", "repair", "compress")
 EXCLUDES = [".venv/", ".git/", "tests/fixtures/", "benchmarks/zoo/", "benchmarks/holdout/", "*.safetensors",
             "*.bin", "*.ckpt", "*.pt", "*.pth", "*.parquet", "__pycache__/"]
 AGENT_RETRIES = 30

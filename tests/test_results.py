@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scanner.results import REPAIR_SCHEMA, SCAN_SCHEMA, column_docs
+from scanner.results import SCHEMAS, column_docs
 from scanner.results.report import render_html, to_sarif
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
@@ -12,7 +12,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 def test_every_column_has_a_meaning_and_docs_results_lists_it_with_its_type():
     page = DOCS.read_text()
-    for schema in (SCAN_SCHEMA, REPAIR_SCHEMA):
+    for schema in SCHEMAS.values():
         for name, dtype, doc in column_docs(schema):
             assert doc, f"column {name} has no doc"
             assert f"| `{name}` | `{dtype}` |" in page, f"docs/results.md lacks {name} ({dtype})"

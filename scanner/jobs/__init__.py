@@ -5,8 +5,8 @@ Pure library: ray_jobs/ decides where they run; benchmarks/throughput.py runs th
 
 from types import ModuleType
 
-from scanner.jobs import repair, scan
+from scanner.jobs import compress, repair, scan
 
-JOBS: dict[str, ModuleType] = {"scan": scan, "repair": repair}
+JOBS: dict[str, ModuleType] = {"scan": scan, "repair": repair, "compress": compress}
 
-__all__ = ["JOBS", "repair", "scan"]
+__all__ = ["JOBS", "compress", "repair", "scan"]

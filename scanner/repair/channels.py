@@ -38,8 +38,8 @@ class ChannelGraph:
     total_channels: int          # every channel of the graph's groups (the denominator of the ratio)
 
 
-def channel_graph(unet: torch.nn.Module) -> ChannelGraph:
-    """Trace `unet` (a diffusers UNet2DModel) with torch-pruning and list its internal channels."""
+def trace(unet: torch.nn.Module) -> tuple[object, list]:
+    """torch-pruning's dependency graph of `unet` (a diffusers UNet2DModel) and its conv/linear groups."""
     import torch_pruning as tp
 
     c, h = unet.config.in_channels, unet.config.sample_size
@@ -54,27 +54,42 @@ def channel_graph(unet: torch.nn.Module) -> ChannelGraph:
     finally:
         for p, flag in zip(unet.parameters(), flags):
             p.requires_grad_(flag)
+    return graph, groups
+
+
+def index_slices(graph, group) -> dict[int, list[tuple[torch.nn.Parameter, int, int]]]:
+    """For every root index of a torch-pruning group: the (parameter, dim, index) slices that go with it."""
+    per_index: dict[int, list] = {}
+    for i, (dep, idxs) in enumerate(group):
+        module = dep.target.module
+        for idx, root_idx in zip(idxs, group[i].root_idxs):
+            slices = per_index.setdefault(int(root_idx), [])
+            if isinstance(module, NORMS):
+                slices += [(p, 0, int(idx)) for p in (module.weight, module.bias) if p is not None]
+            elif isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                if graph.is_out_channel_pruning_fn(dep.handler):
+                    slices += [(p, 0, int(idx)) for p in (module.weight, module.bias) if p is not None]
+                else:
+                    slices.append((module.weight, 1, int(idx)))
+    return per_index
+
+
+def root_name(group) -> str:
+    return group[0].dep.target.name.split(" ")[0]
+
+
+def channel_graph(unet: torch.nn.Module) -> ChannelGraph:
+    """Trace `unet` (a diffusers UNet2DModel) with torch-pruning and list its internal channels."""
+    graph, groups = trace(unet)
     total, candidates = 0, []
     for group in groups:
-        root = group[0].dep.target
-        if root.module is unet.conv_out:
+        if group[0].dep.target.module is unet.conv_out:
             continue
         total += len(group[0].idxs)
-        if not root.name.split(" ")[0].endswith(INTERNAL_ROOTS):
+        name = root_name(group)
+        if not name.endswith(INTERNAL_ROOTS):
             continue
-        per_index: dict[int, list] = {}
-        for i, (dep, idxs) in enumerate(group):
-            module = dep.target.module
-            for idx, root_idx in zip(idxs, group[i].root_idxs):
-                slices = per_index.setdefault(int(root_idx), [])
-                if isinstance(module, NORMS):
-                    slices += [(p, 0, int(idx)) for p in (module.weight, module.bias) if p is not None]
-                elif isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                    if graph.is_out_channel_pruning_fn(dep.handler):
-                        slices += [(p, 0, int(idx)) for p in (module.weight, module.bias) if p is not None]
-                    else:
-                        slices.append((module.weight, 1, int(idx)))
-        name = root.name.split(" ")[0]
+        per_index = index_slices(graph, group)
         candidates += [Channel(f"{name}[{r}]", tuple(s)) for r, s in sorted(per_index.items())]
     return ChannelGraph(candidates=candidates, total_channels=total)
 

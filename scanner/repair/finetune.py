@@ -37,6 +37,7 @@ class FinetuneConfig:
     unlearn_weight: float = 1.0
     denoise_weight: float = 0.0  # Diff-Cleanse's denoising term; on self-generated samples it cost quality (docs/repair.md)
     unlearn_from: float = 0.5  # unlearning only at t >= unlearn_from * T, where the trigger dominates
+    cosine: bool = False  # decay the learning rate to 0 over the steps (scanner/compress/recover.py does)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch < 1:
@@ -61,6 +62,7 @@ def finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSch
     coeff = torch.stack([chain_coefficients(schedule, t, args["chain"], kappa)[0] for t in range(T)]).to(device)
     unet.train().requires_grad_(True)
     opt = torch.optim.Adam(unet.parameters(), lr=config.lr)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps) if config.cosine else None
     n, evals = config.batch, 0
     low = int(config.unlearn_from * T)
     for _ in range(config.steps):
@@ -82,6 +84,8 @@ def finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSch
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if decay is not None:
+            decay.step()
         zero_channels(pruned)
     unet.eval().requires_grad_(False)
     return {"unet_evals": float(evals), "backward_evals": float(2 * n * config.steps),

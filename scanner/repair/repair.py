@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 
 import scanner
-from scanner.checkpoint import LoadError, load_checkpoint
+from scanner.checkpoint.boundary import row_from_checkpoint
 from scanner.detect.target import chain_arguments
 from scanner.forge.measure import hit_rate
 from scanner.repair.channels import channel_graph, zero_channels
@@ -118,19 +117,11 @@ def repair_checkpoint(path: str | Path, finding: Finding, out_dir: str | Path, *
 
     `uri` is what the row names (default: `path`); the batch engine passes the s3 uri.
     """
-    started = time.perf_counter()
     row: dict[str, Any] = {"uri": uri or str(path), "repaired_uri": None, "scanner_version": scanner.__version__,
                            "repair_config": json.dumps(asdict(config), sort_keys=True), "hypothesis": finding.hypothesis}
-    try:
-        ckpt = load_checkpoint(path)
-        ckpt.unet.to(device)
-        row.update(_repair(ckpt, finding, Path(out_dir), config, features or digits_features()))
-    except LoadError as exc:
-        return {**row, "error": str(exc), "error_category": exc.category, "seconds": time.perf_counter() - started}
-    except Exception as exc:  # noqa: BLE001 - the batch boundary: one model's failure is one error row
-        return {**row, "error": f"{path}: repair failed: {type(exc).__name__}: {exc}", "error_category": "repair",
-                "seconds": time.perf_counter() - started}
-    return {**row, "error": None, "error_category": None, "seconds": time.perf_counter() - started}
+    return row_from_checkpoint(path, row, lambda ckpt: _repair(ckpt, finding, Path(out_dir), config,
+                                                               features or digits_features()),
+                               device=device, what="repair", category="repair")
 
 
 def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: FeatureFn) -> dict[str, Any]:

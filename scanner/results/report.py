@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 import scanner
-from scanner.results.table import REPAIR_SCHEMA, SCAN_SCHEMA, column_docs
+from scanner.results.table import SCHEMAS, column_docs
 
 ReadBytes = Callable[[str], bytes]
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
@@ -89,7 +89,7 @@ def render_html(scan_rows: list[dict[str, Any]], *, read: ReadBytes, title: str,
 
 def render_schema_html() -> str:
     parts = []
-    for name, schema in (("scan", SCAN_SCHEMA), ("repair", REPAIR_SCHEMA)):
+    for name, schema in SCHEMAS.items():
         rows = "".join(f"<tr><td><code>{c}</code></td><td><code>{t}</code></td><td>{html.escape(d)}</td></tr>"
                        for c, t, d in column_docs(schema))
         parts.append(f"<h2>OUT/{name}/</h2><table><tr><th>column</th><th>type</th><th>meaning</th></tr>{rows}</table>")

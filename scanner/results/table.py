@@ -83,7 +83,33 @@ REPAIR_SCHEMA = _schema([
     *ENGINE_COLUMNS,
 ])
 
-SCHEMAS = {"scan": SCAN_SCHEMA, "repair": REPAIR_SCHEMA}
+COMPRESS_SCHEMA = _schema([
+    ("uri", pa.string(), "the checkpoint directory compressed"),
+    ("compressed_uri", pa.string(), "OUT/compressed/<name>/: a DDPMPipeline directory; null on error"),
+    ("params_before", pa.int64(), "UNet parameters before (torch-pruning's counter)"),
+    ("params_after", pa.int64(), "UNet parameters after"),
+    ("macs_before", pa.int64(), "multiply-accumulates of one forward pass at batch 1 (torch-pruning's counter)"),
+    ("macs_after", pa.int64(), "the same after compression"),
+    ("channel_sparsity", pa.float64(), "share of every channel space removed, k/G whole GroupNorm groups (docs/compress.md)"),
+    ("block_out_channels", pa.string(), "JSON list of the compressed UNet's level widths"),
+    ("quality_before", pa.float64(), "Frechet distance to the digits (or user) features; lower is better"),
+    ("quality_after", pa.float64(), "the same after compression and recovery, same noise"),
+    ("quality_pruned", pa.float64(), "the same right after pruning, before recovery"),
+    ("sample_mse", pa.float64(), "per-pixel MSE between original and compressed samples, same noise"),
+    ("recover_steps", pa.int64(), "recovery fine-tune steps run"),
+    ("unet_evals", pa.int64(), "UNet image-evaluations of the recovery fine-tune (teacher and student)"),
+    ("importance", pa.string(), "channel importance used: spp | magnitude | taylor"),
+    ("seconds", pa.float64(), "wall time of the compression"),
+    ("error", pa.string(), "null unless the compression failed: the path and the reason"),
+    ("error_category", pa.string(), "compress | fetch | timeout | worker_lost | internal, or a load category "
+                                    "(corrupt, unsafe_format, ...); null when none"),
+    ("compress_config", pa.string(), "JSON of every compression setting"),
+    ("config_hash", pa.string(), "sha256[:16] of the compression config and scanner version"),
+    ("scanner_version", pa.string(), "zoo-audit version that wrote the row"),
+    *ENGINE_COLUMNS,
+])
+
+SCHEMAS = {"scan": SCAN_SCHEMA, "repair": REPAIR_SCHEMA, "compress": COMPRESS_SCHEMA}
 
 
 def column_docs(schema: pa.Schema) -> list[tuple[str, str, str]]:

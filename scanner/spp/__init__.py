@@ -1,4 +1,4 @@
-"""Soft Parameters Pruning (SPP): label-free, entropy-scored parameter importance; docs to come with issue 6."""
+"""Soft Parameters Pruning (SPP): label-free, entropy-scored parameter importance; docs/spp.md."""
 
 from scanner.spp.importance import accumulate, channel_importance, freed, prediction_entropy, spp_importance
 
@@ -11,3 +11,6 @@ from scanner.spp.improved import spp_plus_importance
 from scanner.spp.mas import mas_importance
 
 __all__ += ["ewc_importance", "mas_importance", "spp_plus_importance"]
+from scanner.spp.diffusion import diffusion_spp_importance, information_gradients
+
+__all__ += ["diffusion_spp_importance", "information_gradients"]

@@ -44,3 +44,12 @@ def parse_uri(uri: str | Path) -> Location:
     if parsed.scheme and len(parsed.scheme) > 1:  # "C:" is a drive, not a scheme
         raise ValueError(f"{text!r}: unsupported scheme {parsed.scheme!r}; use s3://, file:// or a path")
     return Location(scheme="file", path=text)
+
+
+def folder_names(uris: list[str]) -> list[str]:
+    """An output folder name per uri: its last path component; a name two uris share gets a hash of the uri."""
+    import hashlib
+
+    names = [u.rstrip("/").rsplit("/", 1)[-1] for u in uris]
+    return [f"{n}-{hashlib.sha256(u.encode()).hexdigest()[:12]}" if names.count(n) > 1 else n
+            for n, u in zip(names, uris)]
