@@ -10,7 +10,6 @@ noise; params and MACs counted by torch-pruning. Output: a DDPMPipeline director
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,8 +108,8 @@ def _compress(ckpt, out_dir: Path, cfg: CompressConfig, features: FeatureFn) -> 
     if cfg.recover.lam > 0 and cfg.recover.steps > 0:
         omega = diffusion_spp_importance(small, schedule, x0, batches=cfg.importance_batches,
                                          batch=cfg.importance_batch, generator=gen)
-    teacher = copy.deepcopy(unet).requires_grad_(False)
-    tuned = recover(small, teacher, schedule, x0, omega=omega, config=cfg.recover, generator=gen)
+    unet.requires_grad_(False)  # the original is only the teacher now; prune_unet worked on a copy
+    tuned = recover(small, unet, schedule, x0, omega=omega, config=cfg.recover, generator=gen)
     after = samples(small, schedule, quality_noise, cfg.sample_steps)
     (params_before, macs_before), (params_after, macs_after) = count(unet), count(small)
     reference = reference_features(features)
