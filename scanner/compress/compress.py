@@ -23,8 +23,7 @@ from scanner.compress.baselines import magnitude_importance, taylor_importance
 from scanner.compress.prune import prune_unet
 from scanner.compress.recover import RecoverConfig, recover
 from scanner.repair.quality import FeatureFn, digits_features, frechet_distance, reference_features
-from scanner.repair.repair import save_pipeline
-from scanner.sampling import CountingEps, ddim_sample
+from scanner.repair.repair import ddim_samples, save_pipeline
 from scanner.spp.diffusion import diffusion_spp_importance
 
 IMPORTANCES = ("spp", "magnitude", "taylor")
@@ -67,11 +66,6 @@ def count(unet: torch.nn.Module) -> tuple[int, int]:
     return int(params), int(macs)
 
 
-def samples(unet, schedule, noise: torch.Tensor, steps: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([ddim_sample(CountingEps(unet), schedule, n, steps=steps) for n in noise.split(64)]).clamp(-1, 1)
-
-
 def importance(unet, schedule, x0: torch.Tensor, cfg: CompressConfig, generator: torch.Generator) -> dict[str, torch.Tensor]:
     if cfg.importance == "magnitude":
         return magnitude_importance(unet)
@@ -97,20 +91,20 @@ def _compress(ckpt, out_dir: Path, cfg: CompressConfig, features: FeatureFn) -> 
     def noise(n: int) -> torch.Tensor:
         return torch.randn(n, c, h, h, generator=gen).to(device)
 
-    x0 = samples(unet, schedule, noise(cfg.self_samples), cfg.sample_steps)
+    x0 = ddim_samples(unet, schedule, noise(cfg.self_samples), cfg.sample_steps)
     quality_noise = noise(cfg.quality_samples)
-    before = samples(unet, schedule, quality_noise, cfg.sample_steps)
+    before = ddim_samples(unet, schedule, quality_noise, cfg.sample_steps)
     scores = importance(unet, schedule, x0, cfg, gen)
     small, plan = prune_unet(unet, scores, sparsity=cfg.sparsity, num_train_timesteps=schedule.num_timesteps)
     small.to(device)
-    pruned = samples(small, schedule, quality_noise, cfg.sample_steps)
+    pruned = ddim_samples(small, schedule, quality_noise, cfg.sample_steps)
     omega = None
     if cfg.recover.lam > 0 and cfg.recover.steps > 0:
         omega = diffusion_spp_importance(small, schedule, x0, batches=cfg.importance_batches,
                                          batch=cfg.importance_batch, generator=gen)
     unet.requires_grad_(False)  # the original is only the teacher now; prune_unet worked on a copy
     tuned = recover(small, unet, schedule, x0, omega=omega, config=cfg.recover, generator=gen)
-    after = samples(small, schedule, quality_noise, cfg.sample_steps)
+    after = ddim_samples(small, schedule, quality_noise, cfg.sample_steps)
     (params_before, macs_before), (params_after, macs_after) = count(unet), count(small)
     reference = reference_features(features)
     quality = {name: frechet_distance(features(s.cpu()), reference) for name, s in

@@ -78,7 +78,8 @@ class Finding:
         return cls(hypothesis=row["hypothesis"], gamma=float(row["gamma"]), trigger=trigger, target=target)
 
 
-def _samples(unet, schedule: NoiseSchedule, noise: torch.Tensor, steps: int) -> torch.Tensor:
+def ddim_samples(unet, schedule: NoiseSchedule, noise: torch.Tensor, steps: int) -> torch.Tensor:
+    """Deterministic DDIM samples from `noise` (N, C, H, W), 64 at a time, clamped to [-1, 1]."""
     with torch.no_grad():
         return torch.cat([ddim_sample(CountingEps(unet), schedule, n, steps=steps) for n in noise.split(64)]).clamp(-1, 1)
 
@@ -135,10 +136,10 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
     def noise(n: int) -> torch.Tensor:
         return torch.randn(n, c, h, h, generator=gen).to(device)
 
-    clean = _samples(unet, schedule, noise(cfg.clean_samples), cfg.sample_steps)
+    clean = ddim_samples(unet, schedule, noise(cfg.clean_samples), cfg.sample_steps)
     quality_noise, asr_noise = noise(cfg.quality_samples), noise(cfg.asr_samples)
     reference = reference_features(features)
-    before = _samples(unet, schedule, quality_noise, cfg.sample_steps)
+    before = ddim_samples(unet, schedule, quality_noise, cfg.sample_steps)
     target = finding.target if finding.target is not None else _chain_median(unet, schedule, finding, asr_noise, cfg)
     asr_before = inverted_asr(unet, schedule, finding, asr_noise, cfg.asr_steps, target)
 
@@ -153,7 +154,7 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
     zero_channels(pruned)
     tuned = finetune(unet, teacher, schedule, clean, hypothesis=finding.hypothesis, trigger=finding.trigger, gamma=finding.gamma,
                      pruned=pruned, config=cfg.finetune, generator=gen)
-    after = _samples(unet, schedule, quality_noise, cfg.sample_steps)
+    after = ddim_samples(unet, schedule, quality_noise, cfg.sample_steps)
     asr_after = inverted_asr(unet, schedule, finding, asr_noise, cfg.asr_steps, target)
 
     plan = {"uri": str(ckpt.inventory.unet_dir), "method": "trigger-guided Taylor saliency, zeroed in place",
