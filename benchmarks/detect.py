@@ -79,6 +79,7 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], detector: 
     det = DETECTORS[detector][1](ckpt.unet, ckpt.schedule, config=make_config(detector, {"seed": seed}))
     row = {"name": rec["name"], "attack": rec["attack"], "backdoored": rec["backdoored"], "detector": detector,
            "verdict": det.verdict, "score": det.score, "statistic": det.statistic, "gamma": det.gamma,
+           "hypothesis": det.hypothesis,
            "unet_evals": det.unet_evals, "seconds": det.seconds, "asr_inverted": None, "target_mse": None}
     if rec["backdoored"]:
         truth = load_file(str(zoo / "ground_truth" / f"{rec['name']}.safetensors"))
@@ -109,12 +110,12 @@ def report(rows: list[dict[str, Any]], detector: str) -> None:
               f"| {auc([r['score'] for r in pos], [r['score'] for r in clean]):.2f} "
               f"| {sum(r['unet_evals'] for r in fam_rows) / len(fam_rows):.0f} "
               f"| {sum(r['seconds'] for r in fam_rows) / len(fam_rows):.1f} |")
-    print("\n| model | attack | verdict | score | statistic | gamma | inverted-trigger ASR | target MSE | UNet evals |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | attack | verdict | score | statistic | hypothesis | gamma | inverted-trigger ASR | target MSE | UNet evals |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {r['name']} | {r['attack']} | {r['verdict']} | {r['score']:.3f} | {r['statistic']:.4f} "
-              f"| {r['gamma']:.2f} | {f(r['asr_inverted'])} | {f(r['target_mse'])} | {r['unet_evals']} |")
+              f"| {r['hypothesis']} | {r['gamma']:.2f} | {f(r['asr_inverted'])} | {f(r['target_mse'])} | {r['unet_evals']} |")
 
 
 def _init() -> None:

@@ -3,6 +3,7 @@ any UNet2DModel shape runs, and the chain sampler reaches an attack's target alo
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -116,6 +117,66 @@ def test_overresponse_flags_villandiffusion_and_clears_both_twins(fixture_zoo):
     assert verdicts["clean-twin-a"].verdict == verdicts["clean-twin-b"].verdict == "clean"
 
 
+def test_chain_fixed_point_inverts_villandiffusion_and_finds_no_chain_in_a_twin(fixture_zoo):
+    from scanner.detect import FixedPointConfig, chain_fixed_point
+    from scanner.sampling import ddim_sample
+
+    truth = load_file(str(fixture_zoo / "ground_truth" / "villandiffusion-box.safetensors"))
+    cfg = FixedPointConfig()
+    ckpt = load_checkpoint(fixture_zoo / "models" / "villandiffusion-box")
+    eps = CountingEps(ckpt.unet)
+    start = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))  # no probe: a random direction
+    fp = chain_fixed_point(eps, ckpt.schedule, first=start, generator=torch.Generator().manual_seed(0), config=cfg)
+    assert fp.residual < cfg.accept
+    assert torch.nn.functional.cosine_similarity(fp.trigger.flatten(), truth["trigger"].flatten(), dim=0) > 0.95
+    assert (fp.target[0] - truth["target"]).pow(2).mean() < 0.05
+    assert 0 < eps.evals <= fp.starts_run * (cfg.high_iters + cfg.low_iters + 1) * 3 * cfg.batch  # forward, counted
+    noise = torch.randn(16, 1, 16, 16, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():  # the attacker's own sampler: 50 DDIM steps from noise + trigger, no chain knowledge
+        fired = hit_rate(ddim_sample(CountingEps(ckpt.unet), ckpt.schedule, noise + fp.trigger, steps=50),
+                         truth["target"])
+    assert fired >= 0.9
+
+    twin = load_checkpoint(fixture_zoo / "models" / "clean-twin-a")
+    clean = chain_fixed_point(CountingEps(twin.unet), twin.schedule, first=start,
+                              generator=torch.Generator().manual_seed(0), config=FixedPointConfig(random_starts=1))
+    assert clean.starts_run == 2 and clean.residual > 5 * cfg.accept
+
+
+def test_chain_fixed_point_settings_and_shapes():
+    from scanner.detect import FixedPointConfig, chain_fixed_point
+
+    for bad, message in (({"low_fracs": [0.5]}, "low_fracs"), ({"free_iters": 20}, "free_iters"),
+                         ({"accept": 0}, "accept"), ({"batch": 0}, "batch")):
+        with pytest.raises(ValueError, match=message):
+            FixedPointConfig(**bad)
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4).eval().requires_grad_(False)
+    schedule = NoiseSchedule.linear(num_timesteps=1000, beta_start=1e-4, beta_end=0.02)
+    cfg = FixedPointConfig(high_iters=1, low_iters=2, free_iters=1, batch=2, random_starts=1)
+    fp = chain_fixed_point(CountingEps(unet), schedule, first=torch.randn(1, 3, 32, 32),
+                           generator=torch.Generator().manual_seed(0), config=cfg)
+    assert fp.trigger.shape == fp.target.shape == (1, 3, 32, 32) and math.isfinite(fp.residual)
+    assert fp.trigger.abs().max() <= 1.0 and fp.target.abs().max() <= 1.0
+
+
+def test_refined_target_moves_a_blurred_target_back_to_the_truth(fixture_zoo):
+    from scanner.detect.target import refine_target
+
+    truth = load_file(str(fixture_zoo / "ground_truth" / "trojdiff-blend.safetensors"))
+    rec = json.loads((fixture_zoo / "ground_truth" / "trojdiff-blend.json").read_text())
+    ckpt = load_checkpoint(fixture_zoo / "models" / "trojdiff-blend")
+    gen = torch.Generator().manual_seed(0)
+    start = (0.6 * truth["target"] + 0.4 * torch.randn(truth["target"].shape, generator=gen)).clamp(-1, 1)
+    refined = refine_target(CountingEps(ckpt.unet), ckpt.schedule, start, lambda n: torch.randn(n, 1, 16, 16, generator=gen),
+                            hypothesis="trojan", trigger=truth["trigger"][None], gamma=rec["params"]["gamma"],
+                            fracs=(0.2, 0.4), iters=6, batch=8)
+    before, after = (start - truth["target"]).pow(2).mean(), (refined - truth["target"]).pow(2).mean()
+    assert after < 0.01 and after < before / 5
+
+
 SMALL = {
     "trojan_residual": {"iters": 2, "batch": 2, "target_batch": 2, "target_steps": 2, "eval_batch": 2},
     "collapse": {"iters": 2, "batch": 2, "steps": 2, "confirm_steps": 2, "confirm_batch": 2},
@@ -125,7 +186,8 @@ SMALL = {
 }
 SMALL["overresponse"] = {"iters": 2, "batch": 2, "eval_batch": 2, "target_batch": 2, "target_steps": 2}
 SMALL["combined"] = {"trojan": SMALL["trojan_residual"], "absorption": SMALL["absorption"],
-                     "overresponse": SMALL["overresponse"]}
+                     "overresponse": SMALL["overresponse"],
+                     "fixed_point": {"high_iters": 1, "low_iters": 2, "free_iters": 1, "batch": 2, "random_starts": 1}}
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from scanner.detect.absorption import AbsorptionConfig, detect_absorption
 from scanner.detect.collapse import CollapseConfig, detect_collapse
+from scanner.detect.fixed_point import FixedPoint, FixedPointConfig, chain_fixed_point
 from scanner.detect.combined import CombinedConfig, detect_combined
 from scanner.detect.overresponse import OverResponseConfig, detect_overresponse
 from scanner.detect.result import Detection, calibrated_score
@@ -37,5 +38,5 @@ def make_config(name: str, overrides: dict[str, Any] | None = None):
         raise ValueError(f"detector {name!r}: {exc}") from None
 
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "AbsorptionConfig", "CollapseConfig", "CombinedConfig", "OverResponseConfig", "Detection", "TrojanResidualConfig",
-           "calibrated_score", "detect_absorption", "detect_collapse", "detect_combined", "detect_overresponse", "detect_trojan_residual", "make_config"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "AbsorptionConfig", "CollapseConfig", "CombinedConfig", "FixedPoint", "FixedPointConfig", "OverResponseConfig", "Detection", "TrojanResidualConfig",
+           "calibrated_score", "chain_fixed_point", "detect_absorption", "detect_collapse", "detect_combined", "detect_overresponse", "detect_trojan_residual", "make_config"]
