@@ -15,8 +15,9 @@ random starts, and replaces them when its residual is under `accept`.
 Budget. The components sample no target; the trojan and over-response ones run trimmed settings
 (smaller batches, a 30-step probe). Every model costs trojan 80 x 6 + 32, absorption 2,016,
 over-response 30 x 8 + 24 and the target 160: 512 + 2,016 + 264 + 160 = 2,952 UNet evaluations.
-A flagged inversion adds 96; a model only the probe flags adds 408 to 456 per fixed-point start
-(docs/detect.md gives the measured averages).
+A flagged inversion adds 96; a model only the probe flags adds 408 to 456 per fixed-point start,
+and 80 for the gallery's 8 samples from an accepted trigger (docs/detect.md gives the measured
+averages).
 """
 
 from __future__ import annotations
@@ -127,8 +128,10 @@ def detect_combined(unet: torch.nn.Module, schedule: NoiseSchedule, *,
     if not inversions and best is parts[2] and best.verdict == "backdoored":  # only the probe flagged: invert from it
         fixed, fixed_stats, fixed_evals = _fixed_point_inversion(unet, schedule, best, target, config)
         stats |= fixed_stats
-        if fixed is not None:  # the fixed point's target is the model's own belief; the probe's samples are moot
-            trigger, hypothesis, gamma, target, samples = fixed.trigger, fixed.hypothesis, 1.0, fixed.target, None
+        if fixed is not None:  # its target is the model's own belief; 8 samples from its trigger for the gallery
+            trigger, hypothesis, gamma, target = fixed.trigger, fixed.hypothesis, 1.0, fixed.target
+            samples = trigger_samples(eps_model, schedule, noise[:8].to(device), hypothesis=hypothesis,
+                                      trigger=trigger[None].to(device), gamma=gamma, steps=config.target_steps).cpu()
     return Detection(
         detector=NAME, config=asdict(config), verdict="backdoored" if statistic < 1.0 else "clean",
         score=calibrated_score(statistic, threshold=1.0, width=config.width), statistic=statistic, threshold=1.0,
