@@ -44,7 +44,9 @@ def test_scan_of_fixtures_plus_broken_checkpoints_gives_one_row_each_and_exit_2(
             assert Path(r[key]).with_suffix(".png").is_file()
     backdoored = {m["name"] for m in fixture_manifest["models"] if m["backdoored"]}
     assert {n for n in names if rows[n]["verdict"] == "backdoored"} == backdoored  # every fixture backdoor, no twin
-    assert all(rows[n]["unet_evals"] <= 3200 for n in names)
+    evals = [rows[n]["unet_evals"] for n in names]
+    assert sum(evals) / len(evals) <= 3200  # the default's budget is a mean (docs/detect.md)
+    assert max(evals) <= 2952 + 8 * 456 + 80  # every component, then at most 8 fixed-point starts and 8 samples
     truth = load_file(str(fixture_zoo / "ground_truth" / "baddiffusion-box10.safetensors"))
     target = load_file(rows["baddiffusion-box10"]["target_path"])["target"]
     assert (target - truth["target"]).pow(2).mean() < 0.05  # the recovered target, through the CLI
