@@ -119,3 +119,39 @@ def test_repair_cli_repairs_the_flagged_model_only_and_stock_diffusers_loads_it(
     first = plan["pruned"][0]["channel"]
     module_name, idx = first.split("[")[0], int(first.split("[")[1].rstrip("]"))
     assert unet.get_submodule(module_name).weight[int(idx)].abs().max() == 0  # the plan's channel is zero on disk
+
+
+@pytest.mark.parametrize("distilled_asr, stints", [(0.0, 1), (0.5, 2)])
+def test_staged_finetune_unlearns_a_trojan_only_when_the_distilled_model_still_fires(distilled_asr, stints):
+    from dataclasses import replace
+
+    from diffusers import UNet2DModel
+
+    from scanner.repair import FinetuneConfig, staged_finetune
+    from scanner.sampling import NoiseSchedule
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(**tiny_unet_kwargs()).eval().requires_grad_(False)
+    teacher = UNet2DModel(**tiny_unet_kwargs()).eval().requires_grad_(False)
+    schedule = NoiseSchedule.linear(num_timesteps=50, beta_start=1e-4, beta_end=0.02)
+    clean, trigger = torch.rand(8, 1, 16, 16) * 2 - 1, torch.zeros(1, 16, 16)
+    trigger[:, :4, :4] = 1.0
+    calls: list[int] = []
+
+    def asr() -> tuple[float, int]:
+        calls.append(1)
+        return distilled_asr, 320
+
+    config = FinetuneConfig(steps=3, batch=2)
+    tuned = staged_finetune(unet, teacher, schedule, clean, asr=asr, config=config, hypothesis="trojan",
+                            trigger=trigger, gamma=0.5, pruned=[], generator=torch.Generator().manual_seed(0))
+    assert calls == [1] and tuned["stints"] == stints and tuned["asr_distilled"] == distilled_asr
+    assert tuned["unet_evals"] == stints * 3 * 4 * 2 + 320  # each step: teacher and student on 2 x batch
+    for hypothesis, cfg in (("shift(kappa=0)", config), ("trojan", replace(config, distill_first=()))):
+        once = staged_finetune(unet, teacher, schedule, clean, asr=asr, config=cfg, hypothesis=hypothesis,
+                               trigger=trigger, gamma=0.5, pruned=[], generator=torch.Generator().manual_seed(0))
+        assert once["stints"] == 1 and once["unet_evals"] == 3 * 4 * 2  # one stint, unlearning from the start
+    assert len(calls) == 1  # only the staged trojan fine-tune asked for the ASR
+    assert FinetuneConfig(distill_first=["trojan", "shift"]).distill_first == ("trojan", "shift")
+    with pytest.raises(ValueError, match="distill_first"):
+        FinetuneConfig(distill_first=("villan",))

@@ -22,7 +22,7 @@ from scanner.checkpoint.boundary import row_from_checkpoint
 from scanner.detect.target import chain_arguments
 from scanner.forge.measure import hit_rate
 from scanner.repair.channels import channel_graph, zero_channels
-from scanner.repair.finetune import FinetuneConfig, finetune
+from scanner.repair.finetune import FinetuneConfig, staged_finetune
 from scanner.repair.quality import FeatureFn, digits_features, frechet_distance, reference_features
 from scanner.repair.saliency import SaliencyConfig, channel_saliency, choose_channels
 from scanner.sampling import CountingEps, NoiseSchedule, chain_sample, ddim_sample
@@ -31,7 +31,7 @@ from scanner.sampling import CountingEps, NoiseSchedule, chain_sample, ddim_samp
 @dataclass(frozen=True, kw_only=True)
 class RepairConfig:
     ratio: float = 0.02            # share of all channels to prune (counted as in channels.py)
-    clean_samples: int = 64        # the original model's own samples: scoring and fine-tune data
+    clean_samples: int = 256       # the original model's own samples: scoring and fine-tune data
     quality_samples: int = 256     # samples per quality measurement (same noise before and after)
     sample_steps: int = 20         # DDIM steps for clean and quality samples
     asr_samples: int = 32          # chain samples for the inverted-trigger ASR estimate
@@ -152,8 +152,10 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
     picks = choose_channels(gain, damage, count) if count else []
     pruned = [graph.candidates[k] for k in picks]
     zero_channels(pruned)
-    tuned = finetune(unet, teacher, schedule, clean, hypothesis=finding.hypothesis, trigger=finding.trigger, gamma=finding.gamma,
-                     pruned=pruned, config=cfg.finetune, generator=gen)
+    check = lambda: (inverted_asr(unet, schedule, finding, asr_noise, cfg.asr_steps, target),  # noqa: E731
+                     cfg.asr_samples * cfg.asr_steps)
+    tuned = staged_finetune(unet, teacher, schedule, clean, asr=check, config=cfg.finetune, hypothesis=finding.hypothesis,
+                            trigger=finding.trigger, gamma=finding.gamma, pruned=pruned, generator=gen)
     after = ddim_samples(unet, schedule, quality_noise, cfg.sample_steps)
     asr_after = inverted_asr(unet, schedule, finding, asr_noise, cfg.asr_steps, target)
 
@@ -171,7 +173,7 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
         "quality_before": frechet_distance(features(before.cpu()), reference),
         "quality_after": frechet_distance(features(after.cpu()), reference),
         "sample_mse": float((after - before).pow(2).mean()),
-        "finetune_steps": cfg.finetune.steps, "unet_evals": int(score_evals + tuned["unet_evals"]),
+        "finetune_steps": int(cfg.finetune.steps * tuned.get("stints", 0.0)), "unet_evals": int(score_evals + tuned["unet_evals"]),
     }
 
 
