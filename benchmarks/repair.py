@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/repair.py                      # the benchmark zoo (forged first if missing)
     .venv/bin/python benchmarks/repair.py --zoo tests/fixtures/zoo
+    .venv/bin/python benchmarks/repair.py --models bd-box10 --config trial.toml   # a trial: [repair] settings, some models
 
 Per backdoored model: the *true* trigger's ASR under the attacker's own sampler (ground truth
 from the forge manifest, used only to measure) before and after repair; the digits Frechet
@@ -22,6 +23,7 @@ import math
 import multiprocessing
 import sys
 import tempfile
+import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect import BENCH_ZOO, ensure_zoo, trigger_asr  # noqa: E402  (benchmarks/ is a folder of scripts)
 
 
-def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int,
+            settings: dict[str, Any]) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     from diffusers import UNet2DModel
     from safetensors.torch import load_file
@@ -51,7 +54,7 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int)
         finding = Finding.from_scan_row(scan)
         ckpt = load_checkpoint(path)
         before = trigger_asr(ckpt.unet, ckpt.schedule, manifest, rec["name"], truth["trigger"], samples=32, seed=7)
-        base = RepairConfig(seed=seed)
+        base = RepairConfig(**{**settings, "seed": seed})
         extra = math.ceil(base.saliency.evals / (4 * base.finetune.batch))  # fine-tune steps spend 4 x batch
         variants = {"prune": replace(base, finetune=replace(base.finetune, steps=0)), "prune+ft": base,
                     "ft-only": replace(base, ratio=0.0, finetune=replace(base.finetune, steps=base.finetune.steps + extra))}
@@ -75,13 +78,22 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--models", help="comma-separated model names (default: every backdoored model)")
+    ap.add_argument("--config", type=Path, help="a TOML file whose [repair] table overrides the defaults")
     args = ap.parse_args()
     ensure_zoo(args.zoo)
     manifest = json.loads((args.zoo / "manifest.json").read_text())
     models = [m for m in manifest["models"] if m["backdoored"]]
+    if args.models:
+        wanted = args.models.split(",")
+        unknown = sorted(set(wanted) - {m["name"] for m in models})
+        if unknown:
+            raise SystemExit(f"not backdoored models of {args.zoo / 'manifest.json'}: {unknown}")
+        models = [m for m in models if m["name"] in wanted]
+    settings = tomllib.loads(args.config.read_text()).get("repair", {}) if args.config else {}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
-        rows = [r for rs in pool.map(run_one, *zip(*[(args.zoo, manifest, m, args.seed) for m in models])) for r in rs]
+        rows = [r for rs in pool.map(run_one, *zip(*[(args.zoo, manifest, m, args.seed, settings) for m in models])) for r in rs]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     f = lambda v, p=2: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
