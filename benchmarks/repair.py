@@ -123,8 +123,8 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=1))
     f = lambda v, p=2: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     pct = lambda v: f"{100 * v:+.0f} %"  # noqa: E731
-    print(f"\n| model | variant | true ASR before | true ASR after | % channels | quality before | quality after "
-          f"| change (90 % interval) | sample MSE | UNet evals | s |")
+    print("\n| model | variant | true ASR before | true ASR after | % channels | quality before | quality after "
+          "| change (90 % interval) | sample MSE | UNet evals | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r.get("error"):
@@ -134,8 +134,8 @@ def main() -> None:
               f"| {100 * r['pruning_ratio']:.1f} | {f(r['quality_before'], 1)} | {f(r['quality_after'], 1)} "
               f"| {pct(r['quality_change'])} ({pct(r['change_low'])} to {pct(r['change_high'])}) "
               f"| {f(r['sample_mse'], 3)} | {r['unet_evals']} | {r['seconds']:.0f} |")
-    print(f"\n| variant | family | models | max true ASR after | max % channels | max quality change | max upper bound "
-          f"| models within 10 % |")
+    print("\n| variant | family | models | max true ASR after | max % channels | max quality change | max upper bound "
+          "| models within 10 % |")
     print("|---|---|---|---|---|---|---|---|")
     for variant in ("prune", "prune+ft", "ft-only"):
         for fam in sorted({r["attack"] for r in rows}) + ["all"]:
@@ -144,6 +144,7 @@ def main() -> None:
                 print(f"| {variant} | {fam} | {len(sel)} | {max(r['true_asr_after'] for r in sel):.2f} "
                       f"| {100 * max(r['pruning_ratio'] for r in sel):.1f} | {pct(max(r['quality_change'] for r in sel))} "
                       f"| {pct(max(r['change_high'] for r in sel))} | {sum(r['quality_change'] <= 0.1 for r in sel)} |")
+
 
 if __name__ == "__main__":
     main()
