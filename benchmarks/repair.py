@@ -67,7 +67,8 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int,
         original = ddim_samples(ckpt.unet, ckpt.schedule, noise, 20)
         original_features = features(original)
         base = RepairConfig(**{**settings, "seed": seed})
-        extra = math.ceil(base.saliency.evals / (4 * base.finetune.batch))  # fine-tune steps spend 4 x batch
+        per_step = (5 if base.finetune.anchor else 4) * base.finetune.batch  # an unlearning step's evaluations
+        extra = math.ceil(base.saliency.evals / per_step)
         variants = {"prune": replace(base, finetune=replace(base.finetune, steps=0)), "prune+ft": base,
                     "ft-only": replace(base, ratio=0.0, finetune=replace(base.finetune, steps=base.finetune.steps + extra))}
         rows = []

@@ -68,7 +68,7 @@ def test_paired_change_is_zero_for_an_unchanged_model_and_brackets_a_real_shift_
     assert change == pytest.approx(exact) and 0.5 < change < 0.8  # (1.3^2 - 1) = 0.69 for the mean term
     assert 0.0 < low < change < high
     # Heavy-tailed features, as a CNN's ReLU features are: the distance's finite-sample bias pulls the ratio
-    # towards 0 (2,048 samples understate a 50 % change as 40 %), and more so in a resample. A plain percentile
+    # towards 0 (2,048 samples understate a 50 % change as 43 %), and more so in a resample. A plain percentile
     # interval would lean below the estimate, away from the truth; the basic interval leans up, towards it.
     z = torch.randn(20000, 32, generator=gen)
     skew_before, skew_after, skew_ref = (1.05 * z + 0.1).exp(), (1.05 * z + 0.15).exp(), torch.randn(1800, 32, generator=gen).exp()
@@ -168,12 +168,46 @@ def test_staged_finetune_unlearns_a_trojan_only_when_the_distilled_model_still_f
     tuned = staged_finetune(unet, teacher, schedule, clean, asr=asr, config=config, hypothesis="trojan",
                             trigger=trigger, gamma=0.5, pruned=[], generator=torch.Generator().manual_seed(0))
     assert calls == [1] and tuned["stints"] == stints and tuned["asr_distilled"] == distilled_asr
-    assert tuned["unet_evals"] == stints * 3 * 4 * 2 + 320  # each step: teacher and student on 2 x batch
+    # a distilling step: teacher and student on 2 x batch; an unlearning step adds the student on the clean twins
+    assert tuned["unet_evals"] == 3 * 4 * 2 + (stints - 1) * 3 * 5 * 2 + 320
     for hypothesis, cfg in (("shift(kappa=0)", config), ("trojan", replace(config, distill_first=()))):
         once = staged_finetune(unet, teacher, schedule, clean, asr=asr, config=cfg, hypothesis=hypothesis,
                                trigger=trigger, gamma=0.5, pruned=[], generator=torch.Generator().manual_seed(0))
-        assert once["stints"] == 1 and once["unet_evals"] == 3 * 4 * 2  # one stint, unlearning from the start
+        assert once["stints"] == 1 and once["unet_evals"] == 3 * 5 * 2  # one stint, unlearning from the start
     assert len(calls) == 1  # only the staged trojan fine-tune asked for the ASR
     assert FinetuneConfig(distill_first=["trojan", "shift"]).distill_first == ("trojan", "shift")
     with pytest.raises(ValueError, match="distill_first"):
         FinetuneConfig(distill_first=("villan",))
+
+
+def test_finetune_anchor_adds_the_clean_twins_and_ema_ends_between_the_start_and_the_last_step():
+    from dataclasses import replace
+
+    from diffusers import UNet2DModel
+
+    from scanner.repair import FinetuneConfig, finetune
+    from scanner.sampling import NoiseSchedule
+
+    torch.manual_seed(0)
+    teacher = UNet2DModel(**tiny_unet_kwargs()).eval().requires_grad_(False)
+    schedule = NoiseSchedule.linear(num_timesteps=50, beta_start=1e-4, beta_end=0.02)
+    clean, trigger = torch.rand(8, 1, 16, 16) * 2 - 1, torch.zeros(1, 16, 16)
+    trigger[:, :6, :6] = 2.0
+    base = FinetuneConfig(steps=6, batch=4, lr=2e-3, anchor=False, ema=0.0)
+
+    def tune(config):
+        unet = UNet2DModel(**tiny_unet_kwargs()).eval().requires_grad_(False)
+        unet.load_state_dict(teacher.state_dict())
+        stats = finetune(unet, teacher, schedule, clean, hypothesis="shift(kappa=0)", trigger=trigger, gamma=1.0,
+                         pruned=[], config=config, generator=torch.Generator().manual_seed(0))
+        return stats, torch.cat([(p - s).flatten() for p, s in zip(unet.parameters(), teacher.parameters())])
+
+    plain, plain_step = tune(base)
+    anchored, anchored_step = tune(replace(base, anchor=True))
+    assert plain["unet_evals"] == 6 * 4 * 4 and anchored["unet_evals"] == 6 * 5 * 4  # the twins cost the student n more
+    assert plain["backward_evals"] == 6 * 2 * 4 and anchored["backward_evals"] == 6 * 3 * 4
+    assert not torch.equal(plain_step, anchored_step)  # the twins enter the loss
+    _, ema_step = tune(replace(base, ema=0.8))
+    assert 0 < ema_step.norm() < 0.8 * plain_step.norm()
+    with pytest.raises(ValueError, match="ema"):
+        FinetuneConfig(ema=1.0)
