@@ -40,7 +40,7 @@ from detect import BENCH_ZOO, ensure_zoo, trigger_asr  # noqa: E402  (benchmarks
 
 
 def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int, settings: dict[str, Any],
-            quality_samples: int, names: tuple[str, ...]) -> list[dict[str, Any]]:
+            quality_samples: int, names: tuple[str, ...], repair_seed: int) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     from diffusers import UNet2DModel
     from safetensors.torch import load_file
@@ -66,7 +66,7 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int,
         reference = reference_features(features)
         original = ddim_samples(ckpt.unet, ckpt.schedule, noise, 20)
         original_features = features(original)
-        base = RepairConfig(**{**settings, "seed": seed})
+        base = RepairConfig(**{**settings, "seed": repair_seed})
         per_step = (5 if base.finetune.anchor else 4) * base.finetune.batch  # an unlearning step's evaluations
         extra = math.ceil(base.saliency.evals / per_step)
         variants = {"prune": replace(base, finetune=replace(base.finetune, steps=0)), "prune+ft": base,
@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("--zoo", type=Path, default=BENCH_ZOO)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repair-seed", type=int, help="the repairs' seed alone (default: --seed); the quality noise "
+                    "stays 1000 + --seed, so repairs from several seeds are measured on the same samples")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--models", help="comma-separated model names (default: every backdoored model)")
     ap.add_argument("--config", type=Path, help="a TOML file whose [repair] table overrides the defaults")
@@ -118,7 +120,8 @@ def main() -> None:
     settings = tomllib.loads(args.config.read_text()).get("repair", {}) if args.config else {}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
-        jobs = [(args.zoo, manifest, m, args.seed, settings, args.quality_samples, names) for m in models]
+        jobs = [(args.zoo, manifest, m, args.seed, settings, args.quality_samples, names,
+                 args.seed if args.repair_seed is None else args.repair_seed) for m in models]
         rows = [r for rs in pool.map(run_one, *zip(*jobs)) for r in rs]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -16,7 +16,7 @@ input (same x0, noise and t), so the pair pins down the *difference* the shift m
 the clean response where the teacher has it. With `ema` (default 0.95) the fine-tune ends on an
 exponential moving average of its weights, not on its last noisy step. Over 3 seeds on two
 benchmark and four fixture models the two together cut the Frechet change and its spread across
-seeds (docs/repair.md, "Seeds and the anchored, averaged fine-tune"); the anchor costs the student
+seeds (docs/repair.md, "Seeds, and the anchored, averaged fine-tune"); the anchor costs the student
 one more batch per unlearning step.
 Defaults come from trials on two benchmark models (docs/repair.md): distillation alone lets a
 VillanDiffusion backdoor come back (true-trigger ASR 0.78 after pruning had cut it), unlearning
