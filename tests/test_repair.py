@@ -180,7 +180,7 @@ def test_staged_finetune_unlearns_a_trojan_only_when_the_distilled_model_still_f
         FinetuneConfig(distill_first=("villan",))
 
 
-def test_finetune_anchor_adds_the_clean_twins_and_ema_ends_between_the_start_and_the_last_step():
+def test_finetune_anchor_adds_the_clean_twins_and_the_ema_lags_the_last_step_after_a_warm_up():
     from dataclasses import replace
 
     from diffusers import UNet2DModel
@@ -207,7 +207,8 @@ def test_finetune_anchor_adds_the_clean_twins_and_ema_ends_between_the_start_and
     assert plain["unet_evals"] == 6 * 4 * 4 and anchored["unet_evals"] == 6 * 5 * 4  # the twins cost the student n more
     assert plain["backward_evals"] == 6 * 2 * 4 and anchored["backward_evals"] == 6 * 3 * 4
     assert not torch.equal(plain_step, anchored_step)  # the twins enter the loss
-    _, ema_step = tune(replace(base, ema=0.8))
-    assert 0 < ema_step.norm() < 0.8 * plain_step.norm()
+    _, ema_step = tune(replace(base, ema=0.95))
+    # the average lags the last step, but its warm-up keeps a 6-step fine-tune from being averaged away
+    assert 0.5 * plain_step.norm() < ema_step.norm() < 0.98 * plain_step.norm()
     with pytest.raises(ValueError, match="ema"):
         FinetuneConfig(ema=1.0)

@@ -56,7 +56,7 @@ class FinetuneConfig:
     cosine: bool = False  # decay the learning rate to 0 over the steps (scanner/compress/recover.py does)
     distill_first: tuple[str, ...] = ("trojan",)  # chains whose fine-tune distils first and unlearns only if still needed
     unlearn_above: float = 0.05  # distill_first: the inverted-trigger ASR after distilling that starts the unlearning stint
-    ema: float = 0.95  # > 0: end on an exponential moving average of the weights with this decay per step
+    ema: float = 0.95  # > 0: end on a moving average of the weights, decay min(ema, k / (k + 1)) at step k
     anchor: bool = True  # also distil on the clean twins of the unlearning inputs (same x0, noise and t)
 
     def __post_init__(self) -> None:
@@ -93,7 +93,7 @@ def finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSch
     n, evals, backward = config.batch, 0, 0
     average = [p.detach().clone() for p in unet.parameters()] if config.ema else None
     low = int(config.unlearn_from * T)
-    for _ in range(config.steps):
+    for step in range(config.steps):
         x0 = clean[torch.randint(0, len(clean), (2 * n,), generator=generator)].to(device)
         t = torch.cat([torch.randint(0, T, (n,), generator=generator), torch.randint(low, T, (n,), generator=generator)])
         ab = schedule.alpha_bar(t).to(device).view(-1, 1, 1, 1)
@@ -120,7 +120,8 @@ def finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSch
         zero_channels(pruned)
         if average is not None:
             with torch.no_grad():
-                torch._foreach_lerp_(average, [p.detach() for p in unet.parameters()], 1.0 - config.ema)
+                keep = min(config.ema, step / (step + 1))  # a plain mean until `ema`: short runs keep their steps
+                torch._foreach_lerp_(average, [p.detach() for p in unet.parameters()], 1.0 - keep)
     if average is not None:
         with torch.no_grad():
             for p, a in zip(unet.parameters(), average):
