@@ -121,7 +121,8 @@ def finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSch
         if average is not None:
             with torch.no_grad():
                 keep = min(config.ema, step / (step + 1))  # a plain mean until `ema`: short runs keep their steps
-                torch._foreach_lerp_(average, [p.detach() for p in unet.parameters()], 1.0 - keep)
+                for a, p in zip(average, unet.parameters()):
+                    a.lerp_(p, 1.0 - keep)
     if average is not None:
         with torch.no_grad():
             for p, a in zip(unet.parameters(), average):
