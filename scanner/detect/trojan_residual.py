@@ -61,7 +61,8 @@ def _gamma(v: torch.Tensor, cfg: TrojanResidualConfig) -> torch.Tensor:
     return cfg.gamma_min + (cfg.gamma_max - cfg.gamma_min) * torch.sigmoid(v)
 
 
-def _residual(eps_model, T: int, mu, gamma, noise) -> torch.Tensor:
+def whitening_residual(eps_model, T: int, mu, gamma, noise) -> torch.Tensor:
+    """r(mu, gamma) of the module docstring on `noise` (B, C, H, W) at timestep `T`: 1 for a pass-through model at mu = 0."""
     out = eps_model(gamma * noise + mu, T)
     return (out - noise).pow(2).mean() / (1.0 - gamma) ** 2
 
@@ -81,7 +82,7 @@ def detect_trojan_residual(unet: torch.nn.Module, schedule: NoiseSchedule, *,
     opt = torch.optim.Adam([u, v], lr=cfg.lr)
     for _ in range(cfg.iters):
         noise = torch.randn(cfg.batch, c, h, h, generator=gen).to(device)  # (B, C, H, W)
-        loss = _residual(eps_model, T, torch.tanh(u), _gamma(v, cfg), noise)
+        loss = whitening_residual(eps_model, T, torch.tanh(u), _gamma(v, cfg), noise)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -89,7 +90,7 @@ def detect_trojan_residual(unet: torch.nn.Module, schedule: NoiseSchedule, *,
     with torch.no_grad():
         mu, gamma = torch.tanh(u), _gamma(v, cfg)
         noise = torch.randn(cfg.eval_batch, c, h, h, generator=gen).to(device)
-        statistic = float(_residual(eps_model, T, mu, gamma, noise))
+        statistic = float(whitening_residual(eps_model, T, mu, gamma, noise))
     score = calibrated_score(statistic, threshold=cfg.threshold, width=cfg.width)
     g = float(gamma)
     trigger = mu / (1.0 - g)  # the attacker's units: mu = (1 - gamma) * trigger
