@@ -27,13 +27,14 @@ so it is off (weight 0) by default. Pruned channels are re-zeroed after every op
 VillanDiffusion backdoor back (true ASR 0.06) while gaining little.
 
 The trojan chain (TrojDiff) is fine-tuned in stages (`distill_first`): distillation alone for half the
-steps (`distill_fraction`: 400 distilling steps moved the fixture's trojan samples further from the
-original's than 200), then the inverted trigger's ASR, and the unlearning stint only if it still fires. On TrojDiff's under-noised
-chain the pass-through target is a poor picture of a clean model, and unlearning moved the samples
-far from the original's (per-pixel MSE 0.08 against 0.02 with distillation alone on tj-checker6),
-while pruning plus distillation already silenced the trigger. On the shift chain the backdoor
-came back under distillation alone (VillanDiffusion ASR 0.6 to 0.9; BadDiffusion bd-box12 0.09,
-which the inverted trigger did not see), so there unlearning always runs. Trials: docs/repair.md.
+steps (`distill_fraction`; 400 distilling steps moved the fixture's trojan samples further from the
+original's than 200), then the inverted trigger's ASR, and the unlearning stint only if it still
+fires. On TrojDiff's under-noised chain the pass-through target is a poor picture of a clean model,
+and unlearning moved the samples far from the original's (per-pixel MSE 0.08 against 0.02 with
+distillation alone on tj-checker6), while pruning plus distillation already silenced the trigger.
+On the shift chain the backdoor came back under distillation alone (VillanDiffusion ASR 0.6 to 0.9;
+BadDiffusion bd-box12 0.09, which the inverted trigger did not see), so there unlearning always
+runs. Trials: docs/repair.md.
 """
 
 from __future__ import annotations
