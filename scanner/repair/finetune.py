@@ -22,19 +22,14 @@ Defaults come from trials on two benchmark models (docs/repair.md): distillation
 VillanDiffusion backdoor come back (true-trigger ASR 0.78 after pruning had cut it), unlearning
 at every t costs quality, and the denoising term on self-generated samples costs quality too,
 so it is off (weight 0) by default. Pruned channels are re-zeroed after every optimiser step.
-400 steps (against 200) cut the Frechet change on both benchmark shift-chain models over 3 seeds
-(bd-box10 from +90..+102 % to +54..+58 %, vd-box8 from +46..+62 % to +21..+41 %); 800 let a
-VillanDiffusion backdoor back (true ASR 0.06) while gaining little.
 
-The trojan chain (TrojDiff) is fine-tuned in stages (`distill_first`): distillation alone for half the
-steps (`distill_fraction`; 400 distilling steps moved the fixture's trojan samples further from the
-original's than 200), then the inverted trigger's ASR, and the unlearning stint only if it still
-fires. On TrojDiff's under-noised chain the pass-through target is a poor picture of a clean model,
-and unlearning moved the samples far from the original's (per-pixel MSE 0.08 against 0.02 with
-distillation alone on tj-checker6), while pruning plus distillation already silenced the trigger.
-On the shift chain the backdoor came back under distillation alone (VillanDiffusion ASR 0.6 to 0.9;
-BadDiffusion bd-box12 0.09, which the inverted trigger did not see), so there unlearning always
-runs. Trials: docs/repair.md.
+The trojan chain (TrojDiff) is fine-tuned in stages (`distill_first`): distillation alone, then the
+inverted trigger's ASR, and the unlearning stint only if it still fires. On TrojDiff's under-noised
+chain the pass-through target is a poor picture of a clean model, and unlearning moved the samples
+far from the original's (per-pixel MSE 0.08 against 0.02 with distillation alone on tj-checker6),
+while pruning plus distillation already silenced the trigger. On the shift chain the backdoor
+came back under distillation alone (VillanDiffusion ASR 0.6 to 0.9; BadDiffusion bd-box12 0.09,
+which the inverted trigger did not see), so there unlearning always runs. Trials: docs/repair.md.
 """
 
 from __future__ import annotations
@@ -52,7 +47,7 @@ from scanner.sampling.chain import CHAINS, chain_coefficients
 
 @dataclass(frozen=True, kw_only=True)
 class FinetuneConfig:
-    steps: int = 400  # 200 cost more quality on both benchmark models; 800 let a backdoor back (docs/repair.md)
+    steps: int = 200
     batch: int = 16
     lr: float = 5e-4
     unlearn_weight: float = 1.0
@@ -61,7 +56,6 @@ class FinetuneConfig:
     cosine: bool = False  # decay the learning rate to 0 over the steps (scanner/compress/recover.py does)
     distill_first: tuple[str, ...] = ("trojan",)  # chains whose fine-tune distils first and unlearns only if still needed
     unlearn_above: float = 0.05  # distill_first: the inverted-trigger ASR after distilling that starts the unlearning stint
-    distill_fraction: float = 0.5  # distill_first: the distillation-only stint runs this share of `steps`
     ema: float = 0.95  # > 0: end on a moving average of the weights, decay min(ema, k / (k + 1)) at step k
     anchor: bool = True  # also distil on the clean twins of the unlearning inputs (same x0, noise and t)
 
@@ -75,8 +69,6 @@ class FinetuneConfig:
             raise ValueError(f"`distill_first` must name chains among {list(CHAINS)}, got {list(self.distill_first)}")
         if not 0.0 <= self.unlearn_above < 1.0:
             raise ValueError(f"`unlearn_above` must be in [0, 1), got {self.unlearn_above}")
-        if not 0.0 < self.distill_fraction <= 1.0:
-            raise ValueError(f"`distill_fraction` must be in (0, 1], got {self.distill_fraction}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"`ema` must be in [0, 1), got {self.ema}")
         if not 0.0 <= self.unlearn_from < 1.0:
@@ -89,7 +81,7 @@ def finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSch
     """Fine-tune the pruned `unet` in place on `clean` images (N, C, H, W), distilling from `teacher` (the
     original, unpruned model); returns UNet evaluations and final losses."""
     if config.steps == 0:
-        return {"unet_evals": 0.0, "backward_evals": 0.0, "steps": 0.0}
+        return {"unet_evals": 0.0, "backward_evals": 0.0}
     device = next(unet.parameters()).device
     args = chain_arguments(hypothesis, trigger.to(device), gamma)
     kappa = args.get("kappa", 1.0)
@@ -136,26 +128,23 @@ def finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSch
             for p, a in zip(unet.parameters(), average):
                 p.copy_(a)
     unet.eval().requires_grad_(False)
-    return {"unet_evals": float(evals), "backward_evals": float(backward), "steps": float(config.steps),
+    return {"unet_evals": float(evals), "backward_evals": float(backward),
             "denoise": float(denoise.detach()), "distill": float(distill.detach()), "unlearn": float(unlearn.detach())}
 
 
 def staged_finetune(unet: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSchedule, clean: torch.Tensor, *,
                     asr: Callable[[], tuple[float, int]], config: FinetuneConfig, **chain) -> dict[str, float]:
     """The repair's fine-tune. For a hypothesis whose chain is not in `distill_first`: one stint with every
-    term. For one that is: a distillation-only stint of `distill_fraction` x `steps`, then `asr()` (the
-    inverted trigger's ASR estimate and the UNet evaluations it spent), and only if that is above
-    `unlearn_above` a second stint of `steps` with the unlearning term. `chain` are `finetune`'s other
-    keywords, the hypothesis among them."""
+    term. For one that is: a distillation-only stint, then `asr()` (the inverted trigger's ASR estimate and
+    the UNet evaluations it spent), and only if that is above `unlearn_above` a second stint with the
+    unlearning term. `chain` are `finetune`'s other keywords, the hypothesis among them."""
     staged = chain_arguments(chain["hypothesis"], chain["trigger"], chain["gamma"])["chain"] in config.distill_first
     if not staged or config.steps == 0 or config.unlearn_weight == 0:
         return {**finetune(unet, teacher, schedule, clean, config=config, **chain), "stints": 1.0}
-    distilling = replace(config, unlearn_weight=0.0, steps=max(1, round(config.distill_fraction * config.steps)))
-    first = finetune(unet, teacher, schedule, clean, config=distilling, **chain)
+    first = finetune(unet, teacher, schedule, clean, config=replace(config, unlearn_weight=0.0), **chain)
     rate, evals = asr()
     if rate <= config.unlearn_above:
         return {**first, "unet_evals": first["unet_evals"] + evals, "stints": 1.0, "asr_distilled": rate}
     second = finetune(unet, teacher, schedule, clean, config=config, **chain)
     return {**second, "unet_evals": first["unet_evals"] + evals + second["unet_evals"],
-            "steps": first["steps"] + second["steps"],
             "backward_evals": first["backward_evals"] + second["backward_evals"], "stints": 2.0, "asr_distilled": rate}

@@ -173,7 +173,7 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
         "quality_before": frechet_distance(features(before.cpu()), reference),
         "quality_after": frechet_distance(features(after.cpu()), reference),
         "sample_mse": float((after - before).pow(2).mean()),
-        "finetune_steps": int(tuned.get("steps", 0.0)), "unet_evals": int(score_evals + tuned["unet_evals"]),
+        "finetune_steps": int(cfg.finetune.steps * tuned.get("stints", 0.0)), "unet_evals": int(score_evals + tuned["unet_evals"]),
     }
 
 
