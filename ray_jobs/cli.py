@@ -48,7 +48,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
 def forge(
     spec: Path = typer.Argument(..., help="Zoo spec (TOML or JSON)."),
     out: Path = typer.Option(..., "--out", help="Output directory: base/, models/, ground_truth/, manifest.json."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Models fine-tuned at once (one process, one thread each)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Models fine-tuned at once; above 1, one process and one torch thread each (1: this process, torch's threads)."),
 ) -> None:
     """Build a zoo of clean twins and backdoored models, measuring every backdoor."""
     from scanner.forge.build import forge_zoo
