@@ -67,8 +67,7 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int,
         original = ddim_samples(ckpt.unet, ckpt.schedule, noise, 20)
         original_features = features(original)
         base = RepairConfig(**{**settings, "seed": repair_seed})
-        per_step = (5 if base.finetune.anchor else 4) * base.finetune.batch  # an unlearning step's evaluations
-        extra = math.ceil(base.saliency.evals / per_step)
+        extra = math.ceil(base.saliency.evals / base.finetune.unlearning_step_evals())
         variants = {"prune": replace(base, finetune=replace(base.finetune, steps=0)), "prune+ft": base,
                     "ft-only": replace(base, ratio=0.0, finetune=replace(base.finetune, steps=base.finetune.steps + extra))}
         rows = []

@@ -169,11 +169,12 @@ def test_staged_finetune_unlearns_a_trojan_only_when_the_distilled_model_still_f
                             trigger=trigger, gamma=0.5, pruned=[], generator=torch.Generator().manual_seed(0))
     assert calls == [1] and tuned["stints"] == stints and tuned["asr_distilled"] == distilled_asr
     # a distilling step: teacher and student on 2 x batch; an unlearning step adds the student on the clean twins
-    assert tuned["unet_evals"] == 3 * 4 * 2 + (stints - 1) * 3 * 5 * 2 + 320
+    # and the teacher on the shifted inputs
+    assert tuned["unet_evals"] == 3 * 4 * 2 + (stints - 1) * 3 * 6 * 2 + 320
     for hypothesis, cfg in (("shift(kappa=0)", config), ("trojan", replace(config, distill_first=()))):
         once = staged_finetune(unet, teacher, schedule, clean, asr=asr, config=cfg, hypothesis=hypothesis,
                                trigger=trigger, gamma=0.5, pruned=[], generator=torch.Generator().manual_seed(0))
-        assert once["stints"] == 1 and once["unet_evals"] == 3 * 5 * 2  # one stint, unlearning from the start
+        assert once["stints"] == 1 and once["unet_evals"] == 3 * 6 * 2  # one stint, unlearning from the start
     assert len(calls) == 1  # only the staged trojan fine-tune asked for the ASR
     assert FinetuneConfig(distill_first=["trojan", "shift"]).distill_first == ("trojan", "shift")
     with pytest.raises(ValueError, match="distill_first"):
@@ -204,7 +205,7 @@ def test_finetune_anchor_adds_the_clean_twins_and_the_ema_lags_the_last_step_aft
 
     plain, plain_step = tune(base)
     anchored, anchored_step = tune(replace(base, anchor=True))
-    assert plain["unet_evals"] == 6 * 4 * 4 and anchored["unet_evals"] == 6 * 5 * 4  # the twins cost the student n more
+    assert plain["unet_evals"] == 6 * 5 * 4 and anchored["unet_evals"] == 6 * 6 * 4  # the twins cost the student n more
     assert plain["backward_evals"] == 6 * 2 * 4 and anchored["backward_evals"] == 6 * 3 * 4
     assert not torch.equal(plain_step, anchored_step)  # the twins enter the loss
     _, ema_step = tune(replace(base, ema=0.95))
@@ -212,3 +213,41 @@ def test_finetune_anchor_adds_the_clean_twins_and_the_ema_lags_the_last_step_aft
     assert 0.5 * plain_step.norm() < ema_step.norm() < 0.98 * plain_step.norm()
     with pytest.raises(ValueError, match="ema"):
         FinetuneConfig(ema=1.0)
+
+
+def test_directed_unlearning_counts_the_backdoor_direction_fully_and_the_rest_by_across():
+    from scanner.repair import FinetuneConfig, finetune
+    from scanner.repair.finetune import _unlearn_loss
+
+    torch.manual_seed(0)
+    backdoor = torch.randn(3, 1, 8, 8)
+    across = torch.randn(3, 1, 8, 8)
+    across -= (across * backdoor).sum((1, 2, 3), keepdim=True) / backdoor.pow(2).sum((1, 2, 3), keepdim=True) * backdoor
+    along = 0.7 * backdoor
+    plain = lambda r: r.pow(2).mean()  # noqa: E731  the undirected loss
+    assert torch.allclose(_unlearn_loss(along + across, None, 0.0), plain(along + across))
+    assert torch.allclose(_unlearn_loss(along + across, backdoor, 1.0), plain(along + across))
+    assert torch.allclose(_unlearn_loss(along + across, backdoor, 0.0), plain(along))  # only the backdoor's direction
+    assert torch.allclose(_unlearn_loss(along + across, backdoor, 0.25), plain(along) + 0.25 * plain(across))
+    with pytest.raises(ValueError, match="unlearn_across"):
+        FinetuneConfig(unlearn_across=1.5)
+
+    from diffusers import UNet2DModel
+
+    from scanner.sampling import NoiseSchedule
+
+    teacher = UNet2DModel(**tiny_unet_kwargs()).eval().requires_grad_(False)
+    schedule = NoiseSchedule.linear(num_timesteps=50, beta_start=1e-4, beta_end=0.02)
+    clean, trigger = torch.rand(8, 1, 16, 16) * 2 - 1, torch.zeros(1, 16, 16)
+    trigger[:, :6, :6] = 2.0
+    steps = {}
+    for value in (1.0, 0.0):
+        unet = UNet2DModel(**tiny_unet_kwargs()).eval().requires_grad_(False)
+        unet.load_state_dict(teacher.state_dict())
+        config = FinetuneConfig(steps=3, batch=4, ema=0.0, unlearn_across=value)
+        stats = finetune(unet, teacher, schedule, clean, hypothesis="shift(kappa=0)", trigger=trigger, gamma=1.0, pruned=[],
+                         config=config, generator=torch.Generator().manual_seed(0))
+        assert stats["unet_evals"] == 3 * (5 if value == 1.0 else 6) * 4  # the teacher also answers the shifted inputs
+        assert stats["unet_evals"] == 3 * config.unlearning_step_evals()  # what the benchmark's equal compute assumes
+        steps[value] = torch.cat([(p - s).flatten() for p, s in zip(unet.parameters(), teacher.parameters())])
+    assert not torch.equal(steps[1.0], steps[0.0])
