@@ -6,12 +6,12 @@
 For each TrojDiff model: the residual r(mu, gamma) that `trojan_residual` minimises
 (scanner/detect/trojan_residual.py) on `--noises` fixed noises, along gamma, at the true mean
 mu = (1 - gamma) g (g the ground-truth trigger, used only to measure) and at mu = 0, i.e. plain
-scaled noise with no trigger at all. Then the combined detector's trojan search (its settings, seeds
-0 and 1): the gamma and residual it stops at, the mean of its mu on the trigger's pixels and off
-them (and the true values), and the ASR of its trigger under the attacker's own sampler (32 samples).
-Last, a masked refinement of each search's result, not part of the detector: keep the pixels of the
-found trigger above 2 x its RMS, start from that sign pattern at full strength with gamma 0.15, and
-minimise the same residual for 20 iterations of 8 noises (192 UNet evaluations with its check).
+scaled noise with no trigger at all. Then the combined detector's trojan component (its settings,
+seeds 0 and 1), once as the gradient search alone (`belief_iters = 0`) and once as it runs, with the
+model's own belief refining what the search found (scanner/detect/trojan_belief.py): the gamma and
+residual each stops at, the mean of its mu on the trigger's pixels and off them (and the true
+values), and the ASR of its trigger under the attacker's own sampler (32 samples). The masked
+refinement that docs/detect.md quotes from 2026-11-29 was removed with it; commit be46964 has it.
 docs/detect.md quotes the tables.
 """
 
@@ -29,32 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect import BENCH_ZOO, ensure_zoo, trigger_asr  # noqa: E402  (benchmarks/ is a folder of scripts)
 
 GAMMAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-REFINE = {"keep": 2.0, "gamma": 0.15, "iters": 20, "batch": 8, "lr": 0.05}
-
-
-def refine(eps_model, T: int, trigger: torch.Tensor, gen: torch.Generator, cfg) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-    """The masked refinement of the module docstring from a found `trigger` (1, C, H, W), with the search's
-    gamma range (`cfg`, a TrojanResidualConfig): (pixels kept, refined trigger, gamma, residual)."""
-    from scanner.detect.trojan_residual import whitening_residual
-
-    keep = trigger.abs() > REFINE["keep"] * trigger.pow(2).mean().sqrt()
-    start = (1 - REFINE["gamma"]) * torch.sign(trigger) * keep
-    u = torch.atanh(start.clamp(-0.97, 0.97)).requires_grad_()  # mu = tanh(u), as in the detector
-    span = cfg.gamma_max - cfg.gamma_min
-    v = torch.logit(torch.tensor((REFINE["gamma"] - cfg.gamma_min) / span)).requires_grad_()
-    opt = torch.optim.Adam([u, v], lr=REFINE["lr"])
-    for _ in range(REFINE["iters"]):
-        noise = torch.randn(REFINE["batch"], *trigger.shape[1:], generator=gen)
-        loss = whitening_residual(eps_model, T, torch.tanh(u), cfg.gamma_min + span * torch.sigmoid(v), noise)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        gamma = cfg.gamma_min + span * torch.sigmoid(v)
-        residual = whitening_residual(eps_model, T, torch.tanh(u), gamma, torch.randn(32, *trigger.shape[1:], generator=gen))
-        return keep, torch.tanh(u) / (1 - gamma), float(gamma), float(residual)
-
-
 def landscape(zoo: Path, manifest: dict, name: str, noises: int) -> tuple[list[str], list[str], list[str]]:
     from safetensors.torch import load_file
 
@@ -79,21 +53,17 @@ def landscape(zoo: Path, manifest: dict, name: str, noises: int) -> tuple[list[s
         for gamma in GAMMAS:
             at = [float(whitening_residual(eps_model, T, mu, torch.tensor(gamma), noise)) for mu in ((1 - gamma) * g, 0 * g)]
             rows.append(f"| {name} | {gamma:.2f} | {at[0]:.3f} | {at[1]:.3f} |")
-    found, refined = [], []
+    found, believed = [], []
     for seed in (0, 1):
-        d = detect_trojan_residual(ckpt.unet, ckpt.schedule, config=replace(DEFAULT_PARTS["trojan"], seed=seed))
-        mu = (1 - d.gamma) * d.trigger[None]
-        on, off = mu.expand_as(g)[mask], mu.expand_as(g)[~mask]
-        asr = trigger_asr(ckpt.unet, ckpt.schedule, manifest, name, d.trigger, samples=32, seed=7)
-        found.append(f"| {name} | {seed} | {d.gamma:.2f} | {d.statistic:.3f} | {float(on.mean()):.2f} / {float(off.abs().mean()):.3f} "
-                     f"| {true_gamma:.2f} / {float(((1 - true_gamma) * g)[mask].mean()):.2f} | {asr:.2f} |")
-        before = eps_model.evals
-        kept, trigger, gamma, residual = refine(eps_model, T, d.trigger[None], torch.Generator().manual_seed(seed),
-                                                DEFAULT_PARTS["trojan"])
-        asr = trigger_asr(ckpt.unet, ckpt.schedule, manifest, name, trigger[0], samples=32, seed=7)
-        refined.append(f"| {name} | {seed} | {int(kept.sum())} ({int((kept & mask).sum())} of {int(mask.sum())}) | {gamma:.2f} "
-                       f"| {residual:.3f} | {float(trigger[mask].mean()):.2f} | {asr:.2f} | {eps_model.evals - before} |")
-    return rows, found, refined
+        for table, iters in ((found, 0), (believed, DEFAULT_PARTS["trojan"].belief_iters)):
+            d = detect_trojan_residual(ckpt.unet, ckpt.schedule,
+                                       config=replace(DEFAULT_PARTS["trojan"], seed=seed, belief_iters=iters))
+            mu = (1 - d.gamma) * d.trigger[None]
+            on, off = mu.expand_as(g)[mask], mu.expand_as(g)[~mask]
+            asr = trigger_asr(ckpt.unet, ckpt.schedule, manifest, name, d.trigger, samples=32, seed=7)
+            table.append(f"| {name} | {seed} | {d.gamma:.2f} | {d.statistic:.3f} | {float(on.mean()):.2f} / {float(off.abs().mean()):.3f} "
+                         f"| {true_gamma:.2f} / {float(((1 - true_gamma) * g)[mask].mean()):.2f} | {asr:.2f} | {d.unet_evals} |")
+    return rows, found, believed
 
 
 def main() -> None:
@@ -114,14 +84,12 @@ def main() -> None:
     print("|---|---|---|---|")
     for rows, _, _ in results:
         print("\n".join(rows))
-    print("\n| model | search seed | gamma found | residual | mean mu on the trigger / mean abs mu off it | true gamma / true mu on the trigger | ASR of the found trigger |")
-    print("|---|---|---|---|---|---|---|")
-    for _, found, _ in results:
-        print("\n".join(found))
-    print("\n| model | search seed | pixels kept (on the true trigger) | refined gamma | residual | mean refined trigger on the true trigger's pixels | ASR | UNet evals |")
-    print("|---|---|---|---|---|---|---|---|")
-    for _, _, refined in results:
-        print("\n".join(refined))
+    head = ("| model | search seed | gamma | residual | mean mu on the trigger / mean abs mu off it "
+            "| true gamma / true mu on the trigger | ASR of the trigger | UNet evals |\n|---|---|---|---|---|---|---|---|")
+    for title, k in (("The gradient search alone", 1), ("The search and the model's belief (the detector)", 2)):
+        print(f"\n{title}:\n{head}")
+        for result in results:
+            print("\n".join(result[k]))
 
 
 if __name__ == "__main__":

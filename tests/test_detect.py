@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -30,6 +31,8 @@ def test_calibrated_score_is_one_half_at_threshold_and_falls_with_the_statistic(
     ("trojan_residual", {"gamma_min": 0.5, "gamma_max": 0.2}, "gamma_min"),
     ("trojan_residual", {"iters": 0}, "iters"),
     ("trojan_residual", {"bogus": 1}, "bogus"),
+    ("trojan_residual", {"belief_fixed": -1}, "belief_fixed"),
+    ("trojan_residual", {"belief_gamma": 0.01}, "belief_gamma"),
     ("combined", {"trojan": 3}, "trojan"),
     ("nope", {}, "unknown detector"),
 ])
@@ -70,11 +73,42 @@ def test_trojan_residual_inverts_trojdiff_blend_and_clears_a_clean_twin(fixture_
     assert abs(det.gamma - 0.6) < 0.1  # the forge used gamma = 0.6; the detector was not told
     assert (det.target - truth["target"]).pow(2).mean() < 0.05
     assert (det.trigger - truth["trigger"]).pow(2).mean() < 0.05
-    assert det.unet_evals == cfg.iters * cfg.batch + cfg.eval_batch + cfg.target_batch * cfg.target_steps
+    search = cfg.iters * cfg.batch + cfg.eval_batch + cfg.target_batch * cfg.target_steps
+    assert det.unet_evals == search + cfg.belief_iters * cfg.belief_batch + cfg.eval_batch  # flagged: the belief ran
     assert det.backward_evals == cfg.iters * cfg.batch
     twin = load_checkpoint(fixture_zoo / "models" / "clean-twin-a")
     clean = detect_trojan_residual(twin.unet, twin.schedule, config=cfg)
     assert clean.verdict == "clean" and clean.score < 0.5 and clean.statistic > 2 * cfg.threshold
+    assert clean.unet_evals == search and "belief_residual" not in clean.stats  # not flagged: no refinement
+
+
+def _attacker_asr(zoo, manifest, name, unet, schedule, trigger) -> float:
+    """ASR of `trigger` under model `name`'s own attack sampler, with the forge's true gamma."""
+    from scanner.forge.spec import spec_from_dict
+
+    spec = next(m for m in spec_from_dict(manifest["spec"]).models if m.name == name)
+    attack = spec.build_attack(channels=1, image_size=16)
+    attack.trigger, attack.mask = trigger, torch.ones_like(trigger[:1])
+    noise = torch.randn(32, 1, 16, 16, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        out = attack.triggered_sample(CountingEps(unet), schedule, noise, torch.Generator().manual_seed(8))
+    return hit_rate(out, attack.target)
+
+
+def test_the_models_belief_grows_a_small_trojan_patch_the_gradient_search_stops_short_of(fixture_zoo, fixture_manifest):
+    # trojdiff-patch: a 4 x 4 checker at gamma 0.1. The search alone stops in the wide basin of scaled noise.
+    truth = load_file(str(fixture_zoo / "ground_truth" / "trojdiff-patch.safetensors"))
+    on = truth["mask"].bool().expand_as(truth["trigger"]) & (truth["trigger"].abs() > 0.5)
+    ckpt = load_checkpoint(fixture_zoo / "models" / "trojdiff-patch")
+    cfg = TrojanResidualConfig(iters=80, batch=6, target_batch=0)  # the combined detector's trojan settings
+    alone = detect_trojan_residual(ckpt.unet, ckpt.schedule, config=replace(cfg, belief_iters=0))
+    det = detect_trojan_residual(ckpt.unet, ckpt.schedule, config=cfg)
+    assert alone.verdict == det.verdict == "backdoored"
+    assert alone.gamma > 0.3 and alone.trigger[on].mean() < 0.4  # the wide basin: too weak a patch, too much noise
+    assert det.stats["belief_accepted"] == 1.0 and det.statistic < alone.statistic
+    assert abs(det.gamma - 0.1) < 0.05 and det.trigger[on].mean() > 0.8 and det.trigger[~on].abs().mean() < 0.05
+    assert _attacker_asr(fixture_zoo, fixture_manifest, "trojdiff-patch", ckpt.unet, ckpt.schedule, det.trigger) >= 0.9
+    assert _attacker_asr(fixture_zoo, fixture_manifest, "trojdiff-patch", ckpt.unet, ckpt.schedule, alone.trigger) <= 0.1
 
 
 def test_absorption_inverts_baddiffusion_and_clears_a_clean_twin(fixture_zoo):
