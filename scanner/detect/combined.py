@@ -16,9 +16,9 @@ Budget. The components sample no target; the trojan and over-response ones run t
 (smaller batches, a 30-step probe). Every model costs trojan 80 x 6 + 32, absorption 2,016,
 over-response 30 x 8 + 24 and the target 160: 512 + 2,016 + 264 + 160 = 2,952 UNet evaluations.
 A flagged inversion adds 96 (the target's refinement); one the trojan search flags 80 more (the
-model's belief, 6 x 8, and its check on the search's 32 noises); a model only the probe flags adds 408 to 456 per fixed-point start,
-and 80 for the gallery's 8 samples from an accepted trigger (docs/detect.md gives the measured
-averages).
+model's belief, 6 x 8, and its check on the search's 32 noises); a model only the probe flags adds
+408 to 456 per fixed-point start, and 80 for the gallery's 8 samples from an accepted trigger
+(docs/detect.md gives the measured averages).
 """
 
 from __future__ import annotations

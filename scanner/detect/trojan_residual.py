@@ -13,9 +13,10 @@ every gamma and a TrojDiff model near 0 at its own (mu, gamma). This is the dist
 view of Elijah (An et al., AAAI 2024) written for TrojDiff's scaled noise; gamma is learned,
 not assumed. When the search flags the model, the model's own belief (trojan_belief.py) refines
 (mu, gamma) from where it stopped, starting at gamma = `belief_gamma`, and replaces the search's
-result when its residual, on the same check noises, is lower: on a small patch the search stops in a
-wide basin of scaled noise that the belief leaves (docs/detect.md). The recovered target is the per-pixel median of 10-step trojan-chain samples
-(scanner/sampling/chain.py) from the inverted (mu, gamma). Cost: iters * batch gradient
+result when its residual, on the same check noises, is lower: on a small patch the search stops in
+a wide basin of scaled noise that the belief leaves (docs/detect.md). The recovered target is the
+per-pixel median of 10-step trojan-chain samples (scanner/sampling/chain.py) from the inverted
+(mu, gamma). Cost: iters * batch gradient
 evaluations at one timestep plus eval_batch + target_batch * target_steps forward ones, and
 belief_iters * belief_batch + eval_batch more when the search flags.
 It does not see BadDiffusion/VillanDiffusion shifts (their models pass x_T through).
