@@ -11,7 +11,9 @@ draw, before and after, with a 90 % paired-bootstrap interval of its relative ch
 per-pixel MSE between those samples; % channels pruned; UNet evaluations and seconds. The
 benchmark measures quality itself, on the repaired checkpoint as loaded from disk, with more
 samples than the repair's own 256 (docs/repair.md: at 256 the distance cannot resolve 10 %).
-Variants, all from the scan's inverted trigger:
+Every variant keeps the best of the repair's `candidates` (three by default; the table names the kept
+seed), chosen on the repair's own noise, never on the benchmark's. Variants, all from the scan's
+inverted trigger:
   prune      zero `ratio` of the channels, no fine-tune;
   prune+ft   the default: prune, then the fine-tune of scanner/repair/finetune.py;
   ft-only    no pruning; the same fine-tune with extra steps for the scoring's UNet evaluations
@@ -77,6 +79,9 @@ def run_one(zoo: Path, manifest: dict[str, Any], rec: dict[str, Any], seed: int,
                    **{k: row.get(k) for k in ("asr_before", "asr_after", "pruning_ratio", "unet_evals", "seconds", "error")}}
             if row["error"] is None:
                 repaired = UNet2DModel.from_pretrained(Path(row["repaired_uri"]) / "unet").eval()
+                plan = json.loads((Path(row["repaired_uri"]) / "repair_plan.json").read_text())
+                out |= {"kept_seed": plan["candidates"][plan["kept"]]["seed"],
+                        "selection_distances": [c.get("selection_distance") for c in plan["candidates"]]}
                 samples = ddim_samples(repaired, ckpt.schedule, noise, 20)
                 after_features = features(samples)
                 change, low, high = paired_change(original_features, after_features, reference)
@@ -127,8 +132,8 @@ def main() -> None:
     f = lambda v, p=2: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     pct = lambda v: f"{100 * v:+.0f} %"  # noqa: E731
     print("\n| model | variant | true ASR before | true ASR after | % channels | quality before | quality after "
-          "| change (90 % interval) | sample MSE | UNet evals | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| change (90 % interval) | sample MSE | kept seed | UNet evals | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r.get("error"):
             print(f"| {r['name']} | {r['variant']} | error: {r['error']} |")
@@ -136,7 +141,7 @@ def main() -> None:
         print(f"| {r['name']} | {r['variant']} | {f(r['true_asr_before'])} | {f(r['true_asr_after'])} "
               f"| {100 * r['pruning_ratio']:.1f} | {f(r['quality_before'], 1)} | {f(r['quality_after'], 1)} "
               f"| {pct(r['quality_change'])} ({pct(r['change_low'])} to {pct(r['change_high'])}) "
-              f"| {f(r['sample_mse'], 3)} | {r['unet_evals']} | {r['seconds']:.0f} |")
+              f"| {f(r['sample_mse'], 3)} | {r['kept_seed']} | {r['unet_evals']} | {r['seconds']:.0f} |")
     print("\n| variant | family | models | max true ASR after | max % channels | max quality change | max upper bound "
           "| models within 10 % |")
     print("|---|---|---|---|---|---|---|---|")

@@ -22,6 +22,8 @@ SMALL = """
 [repair]
 quality_samples = 32
 clean_samples = 32
+candidates = 2
+select_samples = 32
 [repair.finetune]
 steps = 10
 batch = 8
@@ -123,6 +125,8 @@ def test_repair_cli_repairs_the_flagged_model_only_and_stock_diffusers_loads_it(
     repaired = Path(row["repaired_uri"])
     plan = json.loads((repaired / "repair_plan.json").read_text())
     assert len(plan["pruned"]) == row["pruned_channels"]
+    assert [c["seed"] for c in plan["candidates"]] == [0, 1]  # two whole repairs; the row is the kept one's
+    assert row["asr_after"] == plan["candidates"][plan["kept"]]["asr_after"]
     code = (  # a fresh interpreter that imports only diffusers: stock loading, then sampling
         "import sys, torch\n"
         "from diffusers import DDPMPipeline, UNet2DModel\n"
@@ -251,3 +255,47 @@ def test_directed_unlearning_counts_the_backdoor_direction_fully_and_the_rest_by
         assert stats["unet_evals"] == 3 * config.unlearning_step_evals()  # what the benchmark's equal compute assumes
         steps[value] = torch.cat([(p - s).flatten() for p, s in zip(unet.parameters(), teacher.parameters())])
     assert not torch.equal(steps[1.0], steps[0.0])
+
+
+@pytest.mark.slow
+def test_repair_keeps_the_candidate_nearest_the_data_and_each_candidate_is_the_single_repair_at_its_seed(
+        pipeline_template, tmp_path):
+    from safetensors.torch import load_file
+
+    from scanner.repair import Finding, FinetuneConfig, RepairConfig, repair_checkpoint
+    from scanner.repair.repair import _preferred
+
+    trigger = torch.zeros(1, 16, 16)
+    trigger[:, :5, -5:] = 1.5
+    finding = Finding(hypothesis="shift(kappa=0)", gamma=1.0, trigger=trigger, target=torch.full((1, 16, 16), -1.0))
+    features = lambda x: torch.nn.functional.avg_pool2d(x[:, :1], 8).flatten(1)  # noqa: E731  (N, 4), cheap
+    small = dict(clean_samples=8, quality_samples=8, select_samples=16, sample_steps=3, asr_samples=4, asr_steps=2,
+                 finetune=FinetuneConfig(steps=2, batch=2))
+
+    def repair(name: str, reference: torch.Tensor | None = None, **settings):
+        row = repair_checkpoint(pipeline_template, finding, tmp_path / name, features=features, reference=reference,
+                                config=RepairConfig(**small, **settings))
+        assert row["error"] is None, row["error"]
+        return row, json.loads((tmp_path / name / "repair_plan.json").read_text()), \
+            load_file(str(tmp_path / name / "unet" / "diffusion_pytorch_model.safetensors"))
+
+    row, plan, weights = repair("chosen", candidates=2, seed=5)
+    tried = plan["candidates"]
+    assert [c["seed"] for c in tried] == [5, 6] and all(c["selection_distance"] > 0 for c in tried)
+    assert all(c["asr_after"] <= 0.05 for c in tried)  # both silent: the nearer one is kept
+    assert plan["kept"] == min((0, 1), key=lambda k: tried[k]["selection_distance"])
+    assert _preferred({"asr_after": 0.0, "selection_distance": 9.0}, {"asr_after": 0.5, "selection_distance": 1.0}, 0.05)
+    assert not _preferred({"asr_after": 0.5, "selection_distance": 1.0}, {"asr_after": 0.0, "selection_distance": 9.0}, 0.05)
+    assert _preferred({"asr_after": 0.3, "selection_distance": 9.0}, {"asr_after": 0.5, "selection_distance": 1.0}, 0.05)
+    single, single_plan, single_weights = repair("single", candidates=1, seed=5 + plan["kept"])
+    assert single_plan["candidates"] == [{"seed": 5 + plan["kept"], "asr_after": single["asr_after"],
+                                          "quality_after": single["quality_after"]}]
+    assert weights.keys() == single_weights.keys() and all(torch.equal(weights[k], single_weights[k]) for k in weights)
+    assert row["quality_after"] == single["quality_after"] and row["pruned_channels"] == single["pruned_channels"]
+    assert row["unet_evals"] == 2 * single["unet_evals"] + 2 * 16 * 3  # both repairs and the choice's samples
+    own = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))  # a zoo's own real-image features
+    measured, _, measured_weights = repair("own", reference=own, candidates=1, seed=5 + plan["kept"])
+    assert all(torch.equal(measured_weights[k], single_weights[k]) for k in weights)  # the same repair,
+    assert measured["quality_before"] != single["quality_before"]  # measured against the zoo's own reference
+    with pytest.raises(ValueError, match="candidates"):
+        RepairConfig(candidates=0)

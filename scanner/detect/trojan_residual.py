@@ -16,9 +16,9 @@ not assumed. When the search flags the model, the model's own belief (trojan_bel
 result when its residual, on the same check noises, is lower: on a small patch the search stops in
 a wide basin of scaled noise that the belief leaves (docs/detect.md). The recovered target is the
 per-pixel median of 10-step trojan-chain samples (scanner/sampling/chain.py) from the inverted
-(mu, gamma). Cost: iters * batch gradient
-evaluations at one timestep plus eval_batch + target_batch * target_steps forward ones, and
-belief_iters * belief_batch + eval_batch more when the search flags.
+(mu, gamma). Cost: iters * batch gradient evaluations at one timestep plus eval_batch +
+target_batch * target_steps forward ones, and belief_iters * belief_batch + eval_batch more when
+the search flags.
 It does not see BadDiffusion/VillanDiffusion shifts (their models pass x_T through).
 """
 

@@ -29,7 +29,8 @@ distance against +47 % along the direction, vd-box8 +62 % against +16 % (docs/re
 Along the direction, 400 steps (the default) kept vd-box10's backdoor silent where the whole residual
 let it back. It costs the teacher one more batch per step. Along the direction the term needs less weight
 than the whole residual did: at 0.3 (the default) bd-box10 lost +7 % where 1.0 lost +23 %, vd-box8 +10 %
-against +13 %, bd-box12 +10 % against +15 %, all three silent (docs/repair.md, seventh run).
+against +13 %, bd-box12 +10 % against +15 %, all three silent (docs/repair.md, seventh run). Those are repair
+seed 0; on seeds 1 and 2 the same defaults cost bd-box10 +18 % and +24 % (eighth run).
 
 Defaults come from trials on two benchmark models (docs/repair.md): distillation alone lets a
 VillanDiffusion backdoor come back (true-trigger ASR 0.78 after pruning had cut it), unlearning

@@ -70,8 +70,8 @@ REPAIR_SCHEMA = _schema([
     ("quality_before", pa.float64(), "Frechet distance to the digits (or user) features; lower is better"),
     ("quality_after", pa.float64(), "the same after repair"),
     ("sample_mse", pa.float64(), "per-pixel MSE between original and repaired samples, same noise"),
-    ("finetune_steps", pa.int64(), "fine-tune steps run"),
-    ("unet_evals", pa.int64(), "UNet image-evaluations of scoring and fine-tuning"),
+    ("finetune_steps", pa.int64(), "fine-tune steps run by the kept candidate"),
+    ("unet_evals", pa.int64(), "UNet image-evaluations of every candidate's scoring and fine-tuning, and of the choice"),
     ("seconds", pa.float64(), "wall time of the repair"),
     ("error", pa.string(), "null unless the repair failed: the path and the reason"),
     ("error_category", pa.string(), "repair | finding | fetch | timeout | worker_lost | internal, or a load category "
