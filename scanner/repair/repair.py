@@ -219,7 +219,7 @@ def _candidate(unet, teacher, schedule: NoiseSchedule, finding: Finding, cfg: Re
     asr_after = inverted_asr(unet, schedule, finding, asr_noise, cfg.asr_steps, target)
 
     plan = {"method": "trigger-guided Taylor saliency, zeroed in place",
-            "total_channels": graph.total_channels, "candidates": len(graph.candidates),
+            "total_channels": graph.total_channels, "candidate_channels": len(graph.candidates),
             "pruned": [{"channel": graph.candidates[k].name, "backdoor_gain": float(gain[k]),
                         "clean_damage": float(damage[k])} for k in picks],
             "finding": {"hypothesis": finding.hypothesis, "gamma": finding.gamma},
