@@ -220,7 +220,7 @@ def _repair(source: str, out: str, *, scan_table: str | None, config: Path | Non
     try:
         eng, settings = _engine(*engine), _toml(config)
         overrides = {**settings.get("repair", {}), **({"seed": seed} if seed is not None else {})}
-        RepairConfig(**overrides)  # validate before any work
+        RepairConfig(**overrides)  # validate before any work (run_repair loads a named quality metric first)
         scan_first = ScanRequest(source=source, out=out, s3=s3, overrides={
             **settings.get("detectors", {}).get(DEFAULT_DETECTOR, {}), **({"seed": seed} if seed is not None else {})})
         request = RepairRequest(source=source, out=out, scan_table=scan_table, overrides=overrides, scan=scan_first, s3=s3)

@@ -66,12 +66,17 @@ def run_repair(request: RepairRequest, *, engine: Any, address: str | None = Non
                on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[dict[str, Any]], Any]:
     """(the repair table's rows for this run's flagged checkpoints, BatchResult); scans first without a table.
 
-    A flagged checkpoint that is gone or changed since its scan gets an error row, not a repair.
+    A flagged checkpoint that is gone or changed since its scan gets an error row, not a repair. Settings
+    that are invalid, or name a quality metric that does not load, raise ValueError before any work.
     """
     from ray_jobs.engine import run_job
     from scanner.jobs import repair as job
+    from scanner.repair import RepairConfig
+    from scanner.repair.extractor import check_named_metric
     from scanner.results import SCAN_SCHEMA, TableSink
 
+    config = RepairConfig(**request.overrides)
+    check_named_metric(config.features, config.reference, s3=request.s3)
     if request.scan_table is None:
         scanned, _ = run_scan(request.scan or ScanRequest(source=request.source, out=request.out, s3=request.s3),
                               engine=engine, address=address)

@@ -299,3 +299,107 @@ def test_repair_keeps_the_candidate_nearest_the_data_and_each_candidate_is_the_s
     assert measured["quality_before"] != single["quality_before"]  # measured against the zoo's own reference
     with pytest.raises(ValueError, match="candidates"):
         RepairConfig(candidates=0)
+
+
+def _reference_file(path: Path, images: torch.Tensor) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"images": images.contiguous()}, str(path))
+    return path
+
+
+def test_a_named_extractor_and_reference_measure_exactly_as_the_same_functions_passed_in(pipeline_template, tmp_path):
+    from scanner.data import load_digits_images
+    from scanner.repair import Finding, FinetuneConfig, RepairConfig, repair_checkpoint
+    from scanner.repair.quality import pixel_features
+
+    trigger = torch.zeros(1, 16, 16)
+    trigger[:, :5, -5:] = 1.5
+    finding = Finding(hypothesis="shift(kappa=0)", gamma=1.0, trigger=trigger, target=torch.full((1, 16, 16), -1.0))
+    images = load_digits_images(size=16)[0][:300]
+    real = _reference_file(tmp_path / "real.safetensors", images)
+    small = dict(clean_samples=8, quality_samples=16, select_samples=16, sample_steps=3, asr_samples=4, asr_steps=2,
+                 candidates=1, finetune=FinetuneConfig(steps=2, batch=2))
+    spec = "scanner.repair.quality:pixel_features"
+    named = repair_checkpoint(pipeline_template, finding, tmp_path / "named",
+                              config=RepairConfig(**small, features=spec, reference=str(real)))
+    passed = repair_checkpoint(pipeline_template, finding, tmp_path / "passed", config=RepairConfig(**small),
+                               features=pixel_features, reference=pixel_features(images))
+    digits = repair_checkpoint(pipeline_template, finding, tmp_path / "digits", config=RepairConfig(**small))
+    assert named["error"] is None and passed["error"] is None and digits["error"] is None, named["error"]
+    assert (named["quality_before"], named["quality_after"]) == (passed["quality_before"], passed["quality_after"])
+    assert named["quality_before"] != digits["quality_before"]  # not the digits metric
+    assert named["sample_mse"] == digits["sample_mse"]  # the same repair, measured another way
+    assert json.loads(named["repair_config"])["features"] == spec
+    assert json.loads((tmp_path / "named" / "repair_plan.json").read_text())["config"]["reference"] == str(real)
+
+    def error(name: str, **settings) -> str:
+        row = repair_checkpoint(pipeline_template, finding, tmp_path / name, config=RepairConfig(**small, **settings))
+        assert row["repaired_uri"] is None and not (tmp_path / name).exists()
+        return row["error"]
+
+    assert "features 'nosuch.module:f': cannot import nosuch.module" in error("a", features="nosuch.module:f",
+                                                                               reference=str(real))
+    assert f"reference {tmp_path / 'gone.safetensors'}: cannot read" in error("b", reference=str(tmp_path / "gone.safetensors"))
+    loud = _reference_file(tmp_path / "loud.safetensors", images * 255)
+    assert "must lie in [-1, 1]" in error("c", features=spec, reference=str(loud))
+    wrong = _reference_file(tmp_path / "wrong.safetensors", images[:, 0])
+    assert "needs a float tensor 'images' (N >= 2, C, H, W)" in error("d", features=spec, reference=str(wrong))
+    with pytest.raises(ValueError, match="`features` needs `reference`"):
+        RepairConfig(features=spec)
+
+
+def test_repair_cli_and_entry_point_refuse_an_unimportable_extractor_before_any_work(tmp_path, capsys):
+    config = tmp_path / "repair.toml"
+    config.write_text(f'[repair]\nfeatures = "nosuch_pkg:features"\nreference = "{tmp_path / "real.safetensors"}"\n')
+    result = CliRunner().invoke(app, ["repair", str(tmp_path / "zoo"), "--out", str(tmp_path / "out"),
+                                      "--config", str(config)])
+    assert result.exit_code == 4, result.output
+    assert "features 'nosuch_pkg:features': cannot import nosuch_pkg" in result.output
+    assert not (tmp_path / "out").exists()  # nothing scanned, nothing written
+    from ray_jobs.repair import main  # the `ray job submit` entry point stops the same way
+
+    assert main([str(tmp_path / "zoo"), "--out", str(tmp_path / "out"), "--config", str(config)]) == 4
+    assert "cannot import nosuch_pkg" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_repair_on_ray_measures_with_the_extractor_and_the_s3_reference_its_settings_name(ray_local, moto_s3,
+                                                                                           pipeline_template, tmp_path):
+    from safetensors.torch import save_file
+
+    from scanner.data import load_digits_images
+    from scanner.repair import Finding, RepairConfig, repair_checkpoint
+    from scanner.repair.quality import pixel_features
+    from scanner.store import S3Options, s3_client
+
+    zoo, table = tmp_path / "zoo", tmp_path / "scan"
+    shutil.copytree(pipeline_template, zoo / "m")
+    trigger = torch.zeros(1, 16, 16)
+    trigger[:, :5, -5:] = 1.5
+    save_file({"trigger": trigger}, str(tmp_path / "trigger.safetensors"))
+    save_file({"target": torch.full((1, 16, 16), -1.0)}, str(tmp_path / "target.safetensors"))
+    write_part([{"uri": str(zoo / "m"), "verdict": "backdoored", "hypothesis": "shift(kappa=0)", "gamma": 1.0,
+                 "trigger_path": str(tmp_path / "trigger.safetensors"),
+                 "target_path": str(tmp_path / "target.safetensors")}], table)
+    images = load_digits_images(size=16)[0][:300]
+    client, bucket = s3_client(S3Options(endpoint_url=moto_s3)), "real-images"
+    client.create_bucket(Bucket=bucket)
+    client.upload_file(str(_reference_file(tmp_path / "real.safetensors", images)), bucket, "digits.safetensors")
+    settings = ("clean_samples = 8\nquality_samples = 16\nsample_steps = 3\nasr_samples = 4\nasr_steps = 2\n"
+                "candidates = 1\n")
+    config = tmp_path / "repair.toml"
+    config.write_text(f'[repair]\n{settings}features = "scanner.repair.quality:pixel_features"\n'
+                      f'reference = "s3://{bucket}/digits.safetensors"\n[repair.finetune]\nsteps = 2\nbatch = 2\n')
+    result = CliRunner().invoke(app, ["repair", str(zoo), "--out", str(tmp_path / "out"), "--scan-table", str(table),
+                                      "--config", str(config), "--endpoint-url", moto_s3])
+    assert result.exit_code == 0, result.output
+    [row] = pq.read_table(tmp_path / "out" / "repair", schema=REPAIR_SCHEMA).to_pylist()
+    finding = Finding(hypothesis="shift(kappa=0)", gamma=1.0, trigger=trigger, target=torch.full((1, 16, 16), -1.0))
+    local = RepairConfig(clean_samples=8, quality_samples=16, sample_steps=3, asr_samples=4, asr_steps=2, candidates=1,
+                         finetune={"steps": 2, "batch": 2})
+    here = repair_checkpoint(zoo / "m", finding, tmp_path / "here", config=local, features=pixel_features,
+                             reference=pixel_features(images))
+    assert row["error"] is None and here["error"] is None, row["error"]
+    # the worker measured with the named extractor against the images in the bucket (the digits metric reads otherwise)
+    assert row["quality_before"] == pytest.approx(here["quality_before"], rel=1e-4)
+    assert row["quality_after"] == pytest.approx(here["quality_after"], rel=1e-4)

@@ -48,7 +48,7 @@ def run(task: RepairTask, *, cache_dir: str | Path, s3: S3Options = S3Options(),
     return fetch_build_publish(
         task, cache_dir=cache_dir, s3=s3, folder="repaired", uri_column="repaired_uri", failure=failure_row,
         build=lambda path, dest: repair_checkpoint(path, finding, dest, config=RepairConfig(**task.config),
-                                                   device=device, uri=task.uri))
+                                                   device=device, uri=task.uri, s3=s3))
 
 
 def failure_row(task: RepairTask, category: str, message: str, *, seconds: float = 0.0) -> dict[str, Any]:

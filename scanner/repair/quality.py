@@ -87,6 +87,16 @@ def digits_features() -> FeatureFn:
     return extract
 
 
+def pixel_features(images: torch.Tensor) -> torch.Tensor:
+    """A weight-free extractor for any domain: each channel average-pooled to 8 x 8, flattened (B, 64 C).
+
+    Much cruder than a trained network's features (it sees layout and brightness, not content); for a
+    zoo that has real images of its domain but no extractor of its own (`[repair] features =
+    "scanner.repair.quality:pixel_features"`, extractor.py)."""
+    with torch.no_grad():
+        return F.adaptive_avg_pool2d(images.float().clamp(-1.0, 1.0).cpu(), 8).flatten(1)
+
+
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
     vals, vecs = np.linalg.eigh((m + m.T) / 2)
     return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T

@@ -28,10 +28,12 @@ from scanner.checkpoint.boundary import row_from_checkpoint
 from scanner.detect.target import chain_arguments
 from scanner.forge.measure import hit_rate
 from scanner.repair.channels import channel_graph, zero_channels
+from scanner.repair.extractor import load_features, load_reference
 from scanner.repair.finetune import FinetuneConfig, staged_finetune
 from scanner.repair.quality import FeatureFn, digits_features, frechet_distance, reference_features
 from scanner.repair.saliency import SaliencyConfig, channel_saliency, choose_channels
 from scanner.sampling import CountingEps, NoiseSchedule, chain_sample, ddim_sample
+from scanner.store import S3Options
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +49,8 @@ class RepairConfig:
     seed: int = 0
     candidates: int = 3            # whole repairs from seeds seed, seed + 1, ...; the best is kept (1: no choice)
     select_samples: int = 1024     # samples per candidate for that choice, on a noise draw of their own
+    features: str = ""             # "package.module:function": the quality metric's extractor (default: digits; extractor.py)
+    reference: str = ""            # safetensors file (local or s3) of real images of the zoo's domain, tensor `images`
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 0.5:  # 0: fine-tune only (the benchmark's baseline)
@@ -62,6 +66,8 @@ class RepairConfig:
                 object.__setattr__(self, name, cls(**value))
             elif not isinstance(value, cls):
                 raise ValueError(f"`{name}` must be a {cls.__name__} or a table of its settings")
+        if self.features and not self.reference:
+            raise ValueError("`features` needs `reference`: real images of the extractor's domain (the digits are not)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,19 +130,25 @@ def save_pipeline(unet: torch.nn.Module, scheduler_config: dict[str, Any], out: 
 
 def repair_checkpoint(path: str | Path, finding: Finding, out_dir: str | Path, *, config: RepairConfig = RepairConfig(),
                       features: FeatureFn | None = None, reference: torch.Tensor | None = None, device: str = "cpu",
-                      uri: str | None = None) -> dict[str, Any]:
+                      uri: str | None = None, s3: S3Options = S3Options()) -> dict[str, Any]:
     """Repair the checkpoint at `path` into `out_dir` on `device`; return its row (scanner.results.REPAIR_SCHEMA).
 
-    `features` maps images to features for the quality metric and the choice between candidates (default:
-    the digits classifier's); `reference` is the features (M, D) of real images of the zoo's domain
-    (default: `features` of the bundled digits). `uri` is what the row names (default: `path`); the
-    batch engine passes the s3 uri.
+    `features` maps images to features for the quality metric and the choice between candidates;
+    `reference` is the features (M, D) of real images of the zoo's domain. Without them, the extractor
+    and the reference images `config.features` and `config.reference` name (read with `s3`; extractor.py),
+    and without those the digits classifier and the bundled digits. `uri` is what the row names
+    (default: `path`); the batch engine passes the s3 uri.
     """
     row: dict[str, Any] = {"uri": uri or str(path), "repaired_uri": None, "scanner_version": scanner.__version__,
                            "repair_config": json.dumps(asdict(config), sort_keys=True), "hypothesis": finding.hypothesis}
-    return row_from_checkpoint(path, row, lambda ckpt: _repair(ckpt, finding, Path(out_dir), config,
-                                                               features or digits_features(), reference),
-                               device=device, what="repair", category="repair")
+
+    def work(ckpt) -> dict[str, Any]:  # inside the boundary: a bad extractor or reference is this row's error
+        fn = features or (load_features(config.features) if config.features else digits_features())
+        named = reference is None and config.reference
+        return _repair(ckpt, finding, Path(out_dir), config, fn,
+                       load_reference(config.reference, fn, s3=s3) if named else reference)
+
+    return row_from_checkpoint(path, row, work, device=device, what="repair", category="repair")
 
 
 SELECT_SEED = 7_919_000_000  # + the repair's seed: the choice's noise, apart from every noise the candidates draw
@@ -152,8 +164,8 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
     reference = reference_features(features) if reference is None else reference
     original = copy.deepcopy(unet).eval().requires_grad_(False)  # the fine-tune's teacher and every candidate's start
     choosing = cfg.candidates > 1
-    select = torch.randn(cfg.select_samples, c, h, h, generator=torch.Generator().manual_seed(SELECT_SEED + cfg.seed)) \
-        if choosing else None
+    select = torch.randn(cfg.select_samples, c, h, h, generator=torch.Generator().manual_seed(SELECT_SEED + cfg.seed)
+                         ).to(device) if choosing else None
     kept, tried, evals = None, [], 0
     for k in range(cfg.candidates):
         student = unet if k == 0 else copy.deepcopy(original).to(device)
@@ -161,7 +173,7 @@ def _repair(ckpt, finding: Finding, out_dir: Path, cfg: RepairConfig, features: 
         evals += result["unet_evals"]
         entry = {"seed": cfg.seed + k, "asr_after": result["asr_after"], "quality_after": result["quality_after"]}
         if choosing:
-            samples = ddim_samples(student, schedule, select.to(device), cfg.sample_steps)
+            samples = ddim_samples(student, schedule, select, cfg.sample_steps)
             entry["selection_distance"] = frechet_distance(features(samples.cpu()), reference)
             evals += cfg.select_samples * cfg.sample_steps
         tried.append(entry)
@@ -183,7 +195,7 @@ def _preferred(new: dict[str, float], old: dict[str, float], fires: float) -> bo
         return old["asr_after"] > fires
     if new["asr_after"] > fires:
         return new["asr_after"] < old["asr_after"]
-    return new.get("selection_distance", 0.0) < old.get("selection_distance", 0.0)
+    return new["selection_distance"] < old["selection_distance"]
 
 
 def _candidate(unet, teacher, schedule: NoiseSchedule, finding: Finding, cfg: RepairConfig, features: FeatureFn,
